@@ -1,0 +1,19 @@
+"""The ``rece-bench`` command: parse options, build a config, call one library function, render the result.
+
+Each submodule registers its commands on ``app``; none imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="rece-bench",
+    help="Benchmark RECE and other losses for SASRec: quality, peak memory and training time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# Imported for their side effect: each module adds its commands to `app`.
+from rece_bench.cli import commands  # noqa: E402,F401

@@ -1,0 +1,140 @@
+"""Peak-memory measurement, the paper's way on CUDA and by live tensor bytes on CPU.
+
+CUDA: synchronise, reset the allocator's peak statistics once the model and optimiser exist, record the allocated
+bytes, run, then read ``torch.cuda.max_memory_allocated`` (REFERENCE section 5).
+CPU: there is no allocator peak, so PyTorch's ``MemTracker`` counts the bytes of every live tensor storage (a
+private API: it is imported here only). Objects made before the window (model, optimiser, inputs) must be handed
+to ``track`` or their bytes are not counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+CUDA_METHOD = "cuda_allocator"
+CPU_METHOD = "cpu_live_tensors"
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """One peak-memory measurement over a window of work."""
+
+    peak_bytes: int  # the highest total over the window, what was live at its start included
+    start_bytes: int  # what was live when the window opened
+    method: str  # CUDA_METHOD or CPU_METHOD
+    device: str
+    device_peak_bytes: int | None = None  # NVML's used device memory at the end, CUDA only
+
+    @property
+    def peak_delta_bytes(self) -> int:
+        """The peak beyond what was live at the start (the authors log this one too)."""
+        return self.peak_bytes - self.start_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peak_bytes": self.peak_bytes,
+            "start_bytes": self.start_bytes,
+            "peak_delta_bytes": self.peak_delta_bytes,
+            "memory_method": self.method,
+            "device_peak_bytes": self.device_peak_bytes,
+        }
+
+
+class PeakMemory(contextlib.AbstractContextManager):
+    """Context manager measuring the peak of memory in use inside its window.
+
+    ``track`` lists modules, optimisers and tensors created before the window (CPU only: on CUDA the allocator
+    already sees them). Call ``step_done()`` after every training or evaluation step: MemTracker refuses a
+    module's second forward otherwise. ``current_peak_bytes()`` reads the peak so far, for progress displays.
+    """
+
+    def __init__(self, device: Any, track: tuple = ()) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self._track = track
+        self._tracker = None
+        self._start_bytes = 0
+        self.stats: MemoryStats | None = None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start_bytes = torch.cuda.memory_allocated(self.device)
+            return self
+        from torch.distributed._tools.mem_tracker import MemTracker
+
+        self._tracker = MemTracker()
+        if self._track:
+            self._tracker.track_external(*self._track)
+        self._tracker.__enter__()
+        self._start_bytes = self._total(self._tracker.get_tracker_snapshot("current"))
+        return self
+
+    def step_done(self) -> None:
+        if self._tracker is not None:
+            self._tracker.reset_mod_stats()
+
+    def current_peak_bytes(self) -> int:
+        import torch
+
+        if self.is_cuda:
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if self._tracker is None:
+            return 0
+        return self._total(self._tracker.get_tracker_snapshot("peak"))
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+            peak = int(torch.cuda.max_memory_allocated(self.device))
+            self.stats = MemoryStats(peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml_used_bytes())
+            return None
+        assert self._tracker is not None
+        self._tracker.__exit__(*exc)
+        peak = self._total(self._tracker.get_tracker_snapshot("peak"))
+        self.stats = MemoryStats(max(peak, self._start_bytes), self._start_bytes, CPU_METHOD, "cpu")
+        self._tracker = None
+        return None
+
+    @staticmethod
+    def _total(snapshot: dict) -> int:
+        return int(sum(dev_snap.get("Total", 0) for dev_snap in snapshot.values()))
+
+
+def nvml_used_bytes(index: int = 0) -> int | None:
+    """Device memory in use as NVML sees it (all processes, the CUDA context included), or None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no GPU, no library: the number is simply unavailable
+        return None
+
+
+def format_bytes(n_bytes: float | None) -> str:
+    """Human-readable binary size: 1536 -> '1.5 KiB'."""
+    if n_bytes is None:
+        return "-"
+    size = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
