@@ -1,0 +1,37 @@
+"""Non-learned reference rankings, for scale beside the trained models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from rece_bench.evaluate import evaluate_popularity
+from rece_bench.results import RunResult, make_run_id, write_result
+
+
+def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: int = 200) -> RunResult:
+    """Rank every item by its training interaction count; evaluate on the test users like the models."""
+    from rece_bench.data.loader import build_eval_set
+    from rece_bench.data.store import read_dataset
+
+    started = time.perf_counter()
+    prepared = read_dataset(data_root, dataset)
+    num_items = int(prepared.meta["num_items"])
+    counts = torch.bincount(torch.from_numpy(prepared.train["item_id"].to_numpy()) - 1, minlength=num_items)
+    metrics = evaluate_popularity(counts, build_eval_set(prepared.test, max_len))
+    params = {"max_len": max_len}
+    result = RunResult(
+        run_id=make_run_id(dataset, "popularity", params, 0),
+        dataset=dataset,
+        loss="popularity",
+        params=params,
+        seed=0,
+        device="cpu",
+        status="ok",
+        metrics=metrics,
+        train_time_s=time.perf_counter() - started,
+    )
+    write_result(results_root, result)
+    return result

@@ -1,0 +1,65 @@
+"""Frozen, validated configurations. A bad value fails at construction with the field, the value and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rece_bench.errors import UserError
+
+
+def _positive_int(owner: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run (the data root and results root are paths, passed separately)."""
+
+    dataset: str
+    loss: str = "ce"
+    loss_params: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 300
+    patience: int = 10
+    batch_size: int = 128
+    max_len: int = 200
+    dim: int = 64
+    n_blocks: int = 2
+    n_heads: int = 1
+    dropout: float = 0.3
+    lr: float = 1e-3
+    seed: int = 1235
+    device: str = "cpu"
+    eval_users_chunk: int = 512
+    eval_items_chunk: int = 65_536
+    budget_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = "train config"
+        for name in ("epochs", "patience", "batch_size", "max_len", "dim", "n_blocks", "n_heads"):
+            _positive_int(owner, name, getattr(self, name))
+        for name in ("eval_users_chunk", "eval_items_chunk"):
+            _positive_int(owner, name, getattr(self, name))
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"{owner}: dropout must be in [0, 1), got {self.dropout!r}: pass --dropout 0.3")
+        if not self.lr > 0:
+            raise UserError(f"{owner}: lr must be > 0, got {self.lr!r}: pass --lr 1e-3")
+        if self.dim % self.n_heads:
+            raise UserError(f"{owner}: dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if not self.dataset:
+            raise UserError(f"{owner}: dataset is empty: pass --dataset NAME")
+        object.__setattr__(self, "loss_params", dict(self.loss_params))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every knob that changes the result (not the device nor the evaluation chunking)."""
+        params = asdict(self)
+        for key in ("dataset", "loss", "loss_params", "device", "eval_users_chunk", "eval_items_chunk"):
+            params.pop(key)
+        params.update({f"loss.{k}": v for k, v in sorted(self.loss_params.items())})
+        return params

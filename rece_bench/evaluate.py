@@ -1,0 +1,108 @@
+"""Full-ranking evaluation over the whole catalogue, in chunks of users and of items.
+
+It never holds a (users, items) score matrix for all users: a chunk of users is scored against a chunk of items at a
+time, and only the count of items scoring at least as high as the target is kept. The rank of a target is
+1 + the number of other non-excluded items with a score >= the target's (ties count against the model), and an
+excluded target misses every cutoff: the same definition as ``metrics.target_ranks``.
+
+Letters: U users in a chunk, C items, c items in a chunk, D hidden size, S the longest exclusion list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rece_bench.data.loader import CSR, EvalSet
+from rece_bench.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks
+
+
+@dataclass(frozen=True)
+class Chunking:
+    users: int = 512
+    items: int = 65_536
+
+
+def rank_targets(
+    queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, exclude: CSR | None, chunking: Chunking
+) -> torch.Tensor:
+    """(U,) ranks of ``targets`` (0-based columns) for ``queries`` (U, D) against ``items`` (C, D).
+
+    ``exclude`` holds 0-based columns per query row.
+    """
+    ranks = []
+    for start in range(0, len(queries), chunking.users):
+        rows = torch.arange(start, min(start + chunking.users, len(queries)))
+        excluded = None if exclude is None else exclude.padded_rows(rows).to(queries.device)  # (U, S)
+        ranks.append(_rank_user_chunk(queries[rows], items, targets[rows], excluded, chunking.items))
+    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+
+def _rank_user_chunk(
+    queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None, item_chunk: int
+) -> torch.Tensor:
+    target_scores = (queries * items[targets]).sum(-1, keepdim=True)  # (U, D) * (U, D) -> (U, 1)
+    target_excluded = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
+    if excluded is not None:
+        target_excluded = (excluded == targets[:, None]).any(dim=1)
+    higher = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
+    for begin in range(0, len(items), item_chunk):
+        end = min(begin + item_chunk, len(items))
+        scores = queries @ items[begin:end].T  # (U, c)
+        hidden = _chunk_mask(targets, excluded, begin, end)  # (U, c): the target itself and excluded items
+        higher += ((scores >= target_scores) & ~hidden).sum(dim=1)
+    beyond = torch.full_like(higher, EXCLUDED_RANK)
+    return torch.where(target_excluded, beyond, higher + 1)
+
+
+def _chunk_mask(targets: torch.Tensor, excluded: torch.Tensor | None, begin: int, end: int) -> torch.Tensor:
+    columns = targets[:, None] if excluded is None else torch.cat([targets[:, None], excluded], dim=1)  # (U, 1+S)
+    inside = (columns >= begin) & (columns < end)
+    mask = torch.zeros(len(targets), end - begin + 1, dtype=torch.bool, device=targets.device)
+    local = torch.where(inside, columns - begin, end - begin)  # out-of-chunk entries go to a spare column
+    mask.scatter_(1, local, True)
+    return mask[:, :-1]  # (U, c)
+
+
+def _zero_based(exclude: CSR) -> CSR:
+    return CSR(exclude.indptr, exclude.values - 1)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: torch.nn.Module,
+    eval_set: EvalSet,
+    device: torch.device,
+    chunking: Chunking = Chunking(),
+    ks: tuple[int, ...] = DEFAULT_KS,
+    step_done=None,
+) -> dict[str, float]:
+    """Metrics of a sequence model (``forward`` and ``item_embeddings``) on an evaluation set."""
+    was_training = model.training
+    model.eval()
+    try:
+        queries = []
+        for start in range(0, len(eval_set), chunking.users):
+            hidden = model(eval_set.inputs[start : start + chunking.users].to(device))  # (U, L, D)
+            queries.append(hidden[:, -1, :])  # the state after the last input item
+            if step_done is not None:
+                step_done()
+        items = model.item_embeddings()
+        query_table = torch.cat(queries) if queries else items.new_zeros(0, items.shape[1])
+        ranks = rank_targets(
+            query_table, items, eval_set.targets.to(device) - 1, _zero_based(eval_set.exclude), chunking
+        )
+    finally:
+        model.train(was_training)
+    return metrics_from_ranks(ranks.cpu(), ks)
+
+
+def evaluate_popularity(
+    item_counts: torch.Tensor, eval_set: EvalSet, chunking: Chunking = Chunking(), ks: tuple[int, ...] = DEFAULT_KS
+) -> dict[str, float]:
+    """Metrics of ranking by training popularity (``item_counts`` (C,)), the same exclusions applied."""
+    queries = torch.ones(len(eval_set), 1, dtype=torch.float64)  # score = 1 x count
+    items = item_counts.double().view(-1, 1)  # (C,) -> (C, 1)
+    ranks = rank_targets(queries, items, eval_set.targets - 1, _zero_based(eval_set.exclude), chunking)
+    return metrics_from_ranks(ranks, ks)

@@ -1,0 +1,85 @@
+"""Run results: one JSON file per run, written atomically, read back as rows for the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rece_bench import __version__
+from rece_bench.errors import UserError
+from rece_bench.io import atomic_write_json
+
+STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted")
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    dataset: str
+    loss: str
+    params: dict[str, Any]
+    seed: int
+    device: str
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)  # test metrics of the best checkpoint
+    valid_metrics: dict[str, float] = field(default_factory=dict)
+    peak_bytes: int | None = None
+    start_bytes: int | None = None
+    memory_method: str | None = None
+    device_peak_bytes: int | None = None
+    train_time_s: float = 0.0
+    epochs: int = 0
+    best_epoch: int = 0
+    budget_bytes: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    message: str = ""
+    package_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat row: metrics become top-level keys (``ndcg@10``, ``hr@10``, ...)."""
+        row = asdict(self)
+        row.update(row.pop("metrics"))
+        row.update({f"valid_{k}": v for k, v in row.pop("valid_metrics").items()})
+        return row
+
+
+def make_run_id(dataset: str, loss: str, params: dict[str, Any], seed: int, budget_bytes: int | None = None) -> str:
+    """Deterministic id: the same configuration always maps to the same result file."""
+    blob = json.dumps({"params": params, "budget": budget_bytes}, sort_keys=True, default=str)
+    digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
+    return f"{dataset}-{loss}-{digest}-s{seed}"
+
+
+def result_path(results_root: Path, run_id: str) -> Path:
+    return Path(results_root) / RUNS_DIR / f"{run_id}.json"
+
+
+def write_result(results_root: Path, result: RunResult) -> Path:
+    path = result_path(results_root, result.run_id)
+    try:
+        atomic_write_json(path, asdict(result))
+    except OSError as exc:
+        raise UserError(f"cannot write results under {results_root}: {exc.strerror}: pass a writable --results-dir")
+    return path
+
+
+def read_results(results_root: Path) -> list[dict[str, Any]]:
+    """Every run result under ``results_root`` as a flat row, oldest first; unreadable files are skipped."""
+    rows = []
+    for path in sorted((Path(results_root) / RUNS_DIR).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            rows.append(RunResult(**data).to_row())
+        except (OSError, ValueError, TypeError):
+            continue
+    return sorted(rows, key=lambda row: row["created_at"])
