@@ -11,7 +11,9 @@ from rece_bench.errors import UserError
 
 def _positive_int(owner: str, name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1")
+        raise UserError(
+            f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1"
+        )
 
 
 def _flag(name: str) -> str:
@@ -39,6 +41,7 @@ class TrainConfig:
     eval_users_chunk: int = 512
     eval_items_chunk: int = 65_536
     budget_bytes: int | None = None
+    track_memory_epochs: int = 1  # CPU only: epochs under live-tensor tracking (0 = all); see train.Meter
 
     def __post_init__(self) -> None:
         owner = "train config"
@@ -46,6 +49,10 @@ class TrainConfig:
             _positive_int(owner, name, getattr(self, name))
         for name in ("eval_users_chunk", "eval_items_chunk"):
             _positive_int(owner, name, getattr(self, name))
+        if self.track_memory_epochs < 0:
+            raise UserError(
+                f"{owner}: track_memory_epochs must be >= 0 (0 = all), got {self.track_memory_epochs}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"{owner}: dropout must be in [0, 1), got {self.dropout!r}: pass --dropout 0.3")
         if not self.lr > 0:
@@ -59,7 +66,8 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """Every knob that changes the result (not the device nor the evaluation chunking)."""
         params = asdict(self)
-        for key in ("dataset", "loss", "loss_params", "device", "eval_users_chunk", "eval_items_chunk"):
+        not_knobs = ("dataset", "loss", "loss_params", "device", "eval_users_chunk", "eval_items_chunk")
+        for key in (*not_knobs, "track_memory_epochs"):
             params.pop(key)
         params.update({f"loss.{k}": v for k, v in sorted(self.loss_params.items())})
         return params

@@ -40,7 +40,11 @@ def rank_targets(
 
 
 def _rank_user_chunk(
-    queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, excluded: torch.Tensor | None, item_chunk: int
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    excluded: torch.Tensor | None,
+    item_chunk: int,
 ) -> torch.Tensor:
     target_scores = (queries * items[targets]).sum(-1, keepdim=True)  # (U, D) * (U, D) -> (U, 1)
     target_excluded = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
@@ -57,7 +61,9 @@ def _rank_user_chunk(
 
 
 def _chunk_mask(targets: torch.Tensor, excluded: torch.Tensor | None, begin: int, end: int) -> torch.Tensor:
-    columns = targets[:, None] if excluded is None else torch.cat([targets[:, None], excluded], dim=1)  # (U, 1+S)
+    columns = (
+        targets[:, None] if excluded is None else torch.cat([targets[:, None], excluded], dim=1)
+    )  # (U, 1+S)
     inside = (columns >= begin) & (columns < end)
     mask = torch.zeros(len(targets), end - begin + 1, dtype=torch.bool, device=targets.device)
     local = torch.where(inside, columns - begin, end - begin)  # out-of-chunk entries go to a spare column
@@ -99,7 +105,10 @@ def evaluate_model(
 
 
 def evaluate_popularity(
-    item_counts: torch.Tensor, eval_set: EvalSet, chunking: Chunking = Chunking(), ks: tuple[int, ...] = DEFAULT_KS
+    item_counts: torch.Tensor,
+    eval_set: EvalSet,
+    chunking: Chunking = Chunking(),
+    ks: tuple[int, ...] = DEFAULT_KS,
 ) -> dict[str, float]:
     """Metrics of ranking by training popularity (``item_counts`` (C,)), the same exclusions applied."""
     queries = torch.ones(len(eval_set), 1, dtype=torch.float64)  # score = 1 x count

@@ -36,7 +36,9 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> d
     return out
 
 
-def exclusion_mask(exclude: torch.Tensor | Sequence[Sequence[int]] | None, shape: tuple[int, int]) -> torch.Tensor:
+def exclusion_mask(
+    exclude: torch.Tensor | Sequence[Sequence[int]] | None, shape: tuple[int, int]
+) -> torch.Tensor:
     """A (U, C) bool mask from a mask or from per-user lists of column indices."""
     if exclude is None:
         return torch.zeros(shape, dtype=torch.bool)
@@ -50,7 +52,9 @@ def exclusion_mask(exclude: torch.Tensor | Sequence[Sequence[int]] | None, shape
     return mask
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+def target_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """(U,) 1-based ranks of targets (U,) among scores (U, C); exclude is an optional (U, C) bool mask."""
     scores = scores.double()
     if exclude is not None:

@@ -69,7 +69,8 @@ def write_result(results_root: Path, result: RunResult) -> Path:
     try:
         atomic_write_json(path, asdict(result))
     except OSError as exc:
-        raise UserError(f"cannot write results under {results_root}: {exc.strerror}: pass a writable --results-dir")
+        problem = f"cannot write results under {results_root}: {exc.strerror}"
+        raise UserError(f"{problem}: pass a writable --results-dir") from None
     return path
 
 

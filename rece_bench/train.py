@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from rece_bench.checkpoint import checkpoint_dir, discard_last, load_best, load_last, save_best, save_last
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import (
     EvalSet,
@@ -28,6 +29,7 @@ from rece_bench.data.loader import (
     build_train_sequences,
     iterate_batches,
 )
+from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
 from rece_bench.memory import PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
@@ -62,14 +64,16 @@ class Diverged(RuntimeError):
 
 @dataclass
 class TrainState:
-    """What the driver carries from epoch to epoch."""
+    """What the driver carries from epoch to epoch (and what a checkpoint restores)."""
 
     epoch: int = 0
     best_epoch: int = 0
     best_score: float = -math.inf
-    best_state: dict[str, torch.Tensor] | None = None
     bad_epochs: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0  # wall time so far, all sessions of a resumed run together
+    peak_bytes: int | None = None  # the peak so far, all sessions together
+    start_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,102 +154,239 @@ def run_epoch(model, loss_fn, optimizer, data: RunData, config, generator, devic
     return total / max(steps, 1)
 
 
-def end_of_epoch(state: TrainState, model: SASRec, valid_metrics: dict[str, float], train_loss: float, dt_s: float):
-    """Record the epoch; keep the best weights by validation NDCG@10; count epochs without improvement."""
+class Meter:
+    """The memory window of a run: open once the model and optimiser exist, closed at the end of training.
+
+    On CPU, live-tensor tracking slows a step about twofold, so by default it covers the first epoch only
+    (``track_epochs``): every epoch runs the same batch shapes and a full validation, so the first epoch already
+    holds the steady-state peak. On CUDA the allocator's peak is free and covers the whole run.
+    """
+
+    def __init__(self, device: torch.device, track: tuple, track_epochs: int) -> None:
+        self._memory = PeakMemory(device, track=track)
+        self._track_epochs = track_epochs if device.type == "cpu" else 0
+        self._open = False
+        self.stats = None
+
+    def open(self) -> None:
+        self._memory.__enter__()
+        self._open = True
+
+    def step_done(self) -> None:
+        if self._open:
+            self._memory.step_done()
+
+    def current_peak_bytes(self) -> int:
+        return self._memory.current_peak_bytes() if self._open else (self.stats.peak_bytes if self.stats else 0)
+
+    @property
+    def start_bytes(self) -> int | None:
+        return self._memory.start_bytes
+
+    def epoch_done(self, epochs_this_session: int) -> None:
+        if self._track_epochs and epochs_this_session >= self._track_epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._memory.__exit__(None, None, None)
+            self._open, self.stats = False, self._memory.stats
+
+
+def end_of_epoch(state: TrainState, valid_metrics: dict[str, float], train_loss: float, dt_s: float) -> bool:
+    """Record the epoch and count epochs without improvement; True when this epoch is the best so far."""
     state.epoch += 1
     score = valid_metrics[SELECTION_METRIC]
     state.history.append({"epoch": state.epoch, "loss": train_loss, "valid_ndcg@10": score, "time_s": dt_s})
-    if score > state.best_score:
+    improved = score > state.best_score
+    if improved:
         state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-        state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     else:
         state.bad_epochs += 1
+    return improved
 
 
-def fit(model, loss_fn, optimizer, data: RunData, config: TrainConfig, device, meter, progress, state) -> None:
+@dataclass
+class Run:
+    """Everything one training run holds; ``fit`` drives it epoch by epoch."""
+
+    config: TrainConfig
+    data: RunData
+    model: SASRec
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    device: torch.device
+    folder: Path  # checkpoints
+    state: TrainState = field(default_factory=TrainState)
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
+
+    def checkpoint(self) -> None:
+        save_last(self.folder, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
+            "rng": torch.get_rng_state(), "batch_rng": self.generator.get_state(),
+        })  # fmt: skip
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["rng"])
+        self.generator.set_state(payload["batch_rng"])
+        self.earlier_time_s = self.state.train_time_s
+
+
+def fit(run: Run, meter: Meter, progress: Progress) -> None:
     """Epochs until ``config.epochs`` or ``config.patience`` epochs without a better validation NDCG@10.
 
-    ``state`` is updated in place, so that a run stopped by an exception still tells how far it got.
+    ``run.state`` is updated in place, so a run stopped by an exception still tells how far it got. Each epoch
+    ends with a checkpoint; the best weights are saved whenever validation improves.
     """
-    generator = torch.Generator().manual_seed(config.seed)
+    config, state = run.config, run.state
     chunking = Chunking(config.eval_users_chunk, config.eval_items_chunk)
+    epochs_here, session_started = 0, time.perf_counter()
     while state.epoch < config.epochs and state.bad_epochs < config.patience:
         started = time.perf_counter()
-        train_loss = run_epoch(model, loss_fn, optimizer, data, config, generator, device, meter, progress)
-        valid = evaluate_model(model, data.valid, device, chunking, step_done=meter.step_done)
-        end_of_epoch(state, model, valid, train_loss, time.perf_counter() - started)
+        train_loss = run_epoch(
+            run.model,
+            run.loss_fn,
+            run.optimizer,
+            run.data,
+            config,
+            run.generator,
+            run.device,
+            meter,
+            progress,
+        )
+        valid = evaluate_model(run.model, run.data.valid, run.device, chunking, step_done=meter.step_done)
+        if end_of_epoch(state, valid, train_loss, time.perf_counter() - started):
+            save_best(run.folder, run.model.state_dict())
+        epochs_here += 1
+        meter.epoch_done(epochs_here)
+        state.train_time_s = run.earlier_time_s + time.perf_counter() - session_started
+        state.peak_bytes = max(state.peak_bytes or 0, meter.current_peak_bytes())
+        state.start_bytes = meter.start_bytes
+        run.checkpoint()
         progress.epoch(state.epoch, train_loss, valid[SELECTION_METRIC])
 
 
-def train_run(
-    config: TrainConfig, data_root: Path, results_root: Path, progress: Progress | None = None
-) -> RunResult:
-    """Train SASRec with ``config.loss`` on a prepared dataset, test the best checkpoint, write the result."""
-    progress = progress or _Silent()
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    message: str
+
+
+def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> _Outcome:
+    """``fit`` with every way a run can end turned into a status."""
+    try:
+        meter.open()
+        fit(run, meter, progress)
+    except Diverged as exc:
+        return _Outcome("diverged", f"{exc} in epoch {run.state.epoch + 1}")
+    except torch.OutOfMemoryError as exc:
+        return _Outcome("oom", _oom_message(run.config, exc))
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        return _Outcome("oom", _oom_message(run.config, exc))
+    except KeyboardInterrupt:
+        return _Outcome("interrupted", f"stopped by the user after epoch {run.state.epoch}: resume with --resume")
+    finally:
+        meter.close()
+    return _Outcome("ok", "")
+
+
+def _oom_message(config: TrainConfig, exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"out of memory with loss {config.loss} {dict(config.loss_params)}, batch {config.batch_size}: {first}"
+
+
+def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume: bool) -> Run:
+    """Load the data, build model, optimiser and loss; restore the last checkpoint when resuming."""
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     data = load_run_data(data_root, config.dataset, config.max_len)
     model, optimizer = build_model_and_optimizer(config, data.num_items, device)
     loss_fn = build_loss_for(config, data.num_items, device)
-    progress.start(config.epochs, batches_per_epoch(data.train, config.batch_size))
-    outcome = _measured_fit(model, loss_fn, optimizer, data, config, device, progress)
-    result = _finish(config, model, data, device, outcome)
+    folder = checkpoint_dir(results_root, run_id_of(config))
+    run = Run(config, data, model, optimizer, loss_fn, device, folder)
+    run.generator.manual_seed(config.seed)
+    payload = load_last(folder)
+    if resume and payload is None:
+        raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
+    if resume:
+        run.restore(payload)
+    else:
+        discard_last(folder)
+    return run
+
+
+def run_id_of(config: TrainConfig) -> str:
+    return make_run_id(config.dataset, config.loss, config.hyperparameters(), config.seed, config.budget_bytes)
+
+
+def train_run(
+    config: TrainConfig,
+    data_root: Path,
+    results_root: Path,
+    progress: Progress | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train SASRec with ``config.loss`` on a prepared dataset, test the best checkpoint, write the result.
+
+    Whatever happens, exactly one result file is written. A Ctrl-C is re-raised after the result (status
+    ``interrupted``) is saved; the last checkpoint stays for ``resume=True``.
+    """
+    progress = progress or _Silent()
+    run = prepare_run(config, data_root, results_root, resume)
+    progress.start(config.epochs, batches_per_epoch(run.data.train, config.batch_size))
+    meter = Meter(run.device, track=(run.model, run.optimizer), track_epochs=config.track_memory_epochs)
+    session_started = time.perf_counter()
+    outcome = _fit_guarded(run, meter, progress)
+    result = _finish(run, meter, outcome, time.perf_counter() - session_started)
     write_result(results_root, result)
     if outcome.status == "interrupted":
         raise KeyboardInterrupt
+    if outcome.status == "ok":
+        discard_last(run.folder)
     return result
 
 
-@dataclass
-class _Outcome:
-    state: TrainState
-    status: str
-    message: str
-    memory: Any
-    train_time_s: float
+def _test_best(run: Run) -> dict[str, float]:
+    run.model.load_state_dict(load_best(run.folder))
+    chunking = Chunking(run.config.eval_users_chunk, run.config.eval_items_chunk)
+    return evaluate_model(run.model, run.data.test, run.device, chunking)
 
 
-def _measured_fit(model, loss_fn, optimizer, data, config, device, progress) -> _Outcome:
-    meter = PeakMemory(device, track=(model, optimizer))
-    state, status, message = TrainState(), "ok", ""
-    started = time.perf_counter()
-    try:
-        with meter:
-            fit(model, loss_fn, optimizer, data, config, device, meter, progress, state)
-    except Diverged as exc:
-        status, message = "diverged", f"{exc} in epoch {state.epoch + 1}"
-    except torch.OutOfMemoryError as exc:
-        status, message = "oom", str(exc).splitlines()[0]
-    except KeyboardInterrupt:
-        status, message = "interrupted", "stopped by the user"
-    return _Outcome(state, status, message, meter.stats, time.perf_counter() - started)
+def _memory_fields(run: Run, meter: Meter) -> dict[str, Any]:
+    """This session's measurement, merged with the peak of earlier sessions of a resumed run."""
+    stats = meter.stats.to_dict() if meter.stats is not None else {}
+    earlier = run.state.peak_bytes
+    if earlier is not None and (stats.get("peak_bytes") is None or earlier > stats["peak_bytes"]):
+        stats.update(peak_bytes=earlier, start_bytes=run.state.start_bytes)
+    return stats
 
 
-def _finish(config: TrainConfig, model: SASRec, data: RunData, device, outcome: _Outcome) -> RunResult:
-    state = outcome.state
-    test_metrics, valid_metrics = {}, {}
-    if outcome.status == "ok" and state.best_state is not None:
-        model.load_state_dict(state.best_state)
-        chunking = Chunking(config.eval_users_chunk, config.eval_items_chunk)
-        test_metrics = evaluate_model(model, data.test, device, chunking)
-        valid_metrics = {SELECTION_METRIC: state.best_score}
+def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) -> RunResult:
+    config, state = run.config, run.state
+    ok = outcome.status == "ok" and state.best_epoch > 0
+    memory = _memory_fields(run, meter)
     params = config.hyperparameters()
-    memory = outcome.memory.to_dict() if outcome.memory is not None else {}
     return RunResult(
-        run_id=make_run_id(config.dataset, config.loss, params, config.seed, config.budget_bytes),
+        run_id=run_id_of(config),
         dataset=config.dataset,
         loss=config.loss,
         params=params,
         seed=config.seed,
-        device=str(device),
+        device=str(run.device),
         status=outcome.status,
-        metrics=test_metrics,
-        valid_metrics=valid_metrics,
+        metrics=_test_best(run) if ok else {},
+        valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
         peak_bytes=memory.get("peak_bytes"),
         start_bytes=memory.get("start_bytes"),
         memory_method=memory.get("memory_method"),
         device_peak_bytes=memory.get("device_peak_bytes"),
-        train_time_s=outcome.train_time_s,
+        train_time_s=run.earlier_time_s + session_time_s,  # wall time, validation included
         epochs=state.epoch,
         best_epoch=state.best_epoch,
         budget_bytes=config.budget_bytes,

@@ -14,7 +14,9 @@ from rece_bench.errors import UserError
 
 ParamOption = Annotated[
     Optional[list[str]],  # noqa: UP045 - typer reads the annotation at runtime
-    typer.Option("--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."),
+    typer.Option(
+        "--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."
+    ),
 ]
 
 
@@ -100,11 +102,15 @@ def _train_and_show(config, data_dir: Path | None, results_dir: Path | None):
 
 @app.command()
 def run(
-    dataset: Annotated[str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")] = "synthetic",
+    dataset: Annotated[
+        str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")
+    ] = "synthetic",
     loss: Annotated[str, typer.Option(help="A loss name (see `rece-bench losses`).")] = "ce",
     param: ParamOption = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")] = 10,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")
+    ] = 10,
     batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 128,
     max_len: Annotated[int, typer.Option(help="Maximum sequence length.")] = 200,
     dim: Annotated[int, typer.Option(help="Hidden size.")] = 64,
@@ -131,7 +137,7 @@ def run(
 
 
 def _show_rows(rows: list[dict], title: str) -> None:
-    from rece_bench.report import rich_table, results_frame
+    from rece_bench.report import results_frame, rich_table
 
     console.print(rich_table(results_frame(rows), title=title))
 
