@@ -19,7 +19,7 @@ def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: i
     started = time.perf_counter()
     prepared = read_dataset(data_root, dataset)
     num_items = int(prepared.meta["num_items"])
-    counts = torch.bincount(torch.from_numpy(prepared.train["item_id"].to_numpy()) - 1, minlength=num_items)
+    counts = torch.bincount(torch.as_tensor(prepared.train["item_id"].to_numpy().copy()) - 1, minlength=num_items)
     metrics = evaluate_popularity(counts, build_eval_set(prepared.test, max_len))
     params = {"max_len": max_len}
     result = RunResult(

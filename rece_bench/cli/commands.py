@@ -14,9 +14,7 @@ from rece_bench.errors import UserError
 
 ParamOption = Annotated[
     Optional[list[str]],  # noqa: UP045 - typer reads the annotation at runtime
-    typer.Option(
-        "--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."
-    ),
+    typer.Option("--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."),
 ]
 
 
@@ -88,38 +86,70 @@ class RichTrainingProgress:
         self._progress.reset(self._steps)
 
 
-def _train_and_show(config, data_dir: Path | None, results_dir: Path | None):
+def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False):
     from rece_bench.paths import data_root, results_root
     from rece_bench.train import train_run
 
     with RichTrainingProgress(config.loss) as progress:
         try:
-            return train_run(config, data_root(data_dir), results_root(results_dir), progress)
+            return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted:[/] the result was saved with status 'interrupted'")
+            console.print(
+                "[yellow]interrupted:[/] saved with status 'interrupted'; the same command with --resume goes on"
+            )
             raise typer.Exit(code=130) from None
+
+
+OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
+OptFloat = Optional[float]  # noqa: UP045
+
+# Model and batch defaults when neither an option nor a preset sets them (the paper's SASRec setup).
+RUN_DEFAULTS = {"batch_size": 128, "max_len": 200, "dim": 64, "n_blocks": 2, "n_heads": 1, "dropout": 0.3, "lr": 1e-3}
+
+
+def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, dataset: str, loss: str) -> dict:
+    """Explicit options win over the preset, the preset over the defaults; --param merges over preset params."""
+    fields = dict(RUN_DEFAULTS)
+    params: dict = {}
+    if preset is not None:
+        if preset != "paper":
+            raise UserError(f"unknown --preset {preset!r}: the only preset is 'paper'")
+        from rece_bench.data.store import read_meta
+        from rece_bench.paths import data_root
+        from rece_bench.presets import paper_preset
+
+        chosen = paper_preset(read_meta(data_root(data_dir), dataset)["dataset"], loss)
+        params = chosen.pop("loss_params")
+        fields.update(chosen)
+    fields.update({key: value for key, value in given.items() if value is not None and key != "loss_params"})
+    fields["loss_params"] = {**params, **given.get("loss_params", {})}
+    return fields
 
 
 @app.command()
 def run(
-    dataset: Annotated[
-        str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")
-    ] = "synthetic",
+    dataset: Annotated[str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")] = "synthetic",
     loss: Annotated[str, typer.Option(help="A loss name (see `rece-bench losses`).")] = "ce",
     param: ParamOption = None,
+    preset: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="'paper': the authors' best configuration for this dataset and loss."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
-    patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")
-    ] = 10,
-    batch_size: Annotated[int, typer.Option(help="Sequences per batch.")] = 128,
-    max_len: Annotated[int, typer.Option(help="Maximum sequence length.")] = 200,
-    dim: Annotated[int, typer.Option(help="Hidden size.")] = 64,
-    blocks: Annotated[int, typer.Option(help="Transformer blocks.")] = 2,
-    heads: Annotated[int, typer.Option(help="Attention heads.")] = 1,
-    dropout: Annotated[float, typer.Option(help="Dropout rate.")] = 0.3,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")] = 10,
+    batch_size: Annotated[OptInt, typer.Option(help="Sequences per batch (default 128).")] = None,
+    max_len: Annotated[OptInt, typer.Option(help="Maximum sequence length (default 200).")] = None,
+    dim: Annotated[OptInt, typer.Option(help="Hidden size (default 64).")] = None,
+    blocks: Annotated[OptInt, typer.Option(help="Transformer blocks (default 2).")] = None,
+    heads: Annotated[OptInt, typer.Option(help="Attention heads (default 1).")] = None,
+    dropout: Annotated[OptFloat, typer.Option(help="Dropout rate (default 0.3).")] = None,
+    lr: Annotated[OptFloat, typer.Option(help="Adam learning rate (default 1e-3).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1235,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
+    track_memory_epochs: Annotated[
+        int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
+    ] = 1,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -127,13 +157,19 @@ def run(
     from rece_bench.config import TrainConfig
 
     with user_errors():
-        config = TrainConfig(
-            dataset=dataset, loss=loss, loss_params=parse_params(param), epochs=epochs, patience=patience,
-            batch_size=batch_size, max_len=max_len, dim=dim, n_blocks=blocks, n_heads=heads, dropout=dropout,
-            lr=lr, seed=seed, device=check_device(device),
+        given = dict(
+            batch_size=batch_size, max_len=max_len, dim=dim, n_blocks=blocks, n_heads=heads, dropout=dropout, lr=lr,
+            loss_params=parse_params(param),
         )  # fmt: skip
-        result = _train_and_show(config, data_dir, results_dir)
+        fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
+        config = TrainConfig(
+            dataset=dataset, loss=loss, epochs=epochs, patience=patience, seed=seed, device=check_device(device),
+            track_memory_epochs=track_memory_epochs, **fields,
+        )  # fmt: skip
+        result = _train_and_show(config, data_dir, results_dir, resume)
     _show_rows([result.to_row()], title=f"{dataset}: {loss}")
+    if result.status != "ok":
+        console.print(f"[yellow]status {result.status}:[/] {result.message}")
 
 
 def _show_rows(rows: list[dict], title: str) -> None:
@@ -164,6 +200,39 @@ def report(
         console.print(rich_table(frame))
         return
     typer.echo(render_text(frame, fmt), nl=False)
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per loss.")] = 25,
+    data_dir: DataDirOption = None,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """The main job on the embedded default: a small synthetic set, SASRec with full CE, and popularity for scale."""
+    from rece_bench.demo import DemoConfig, run_demo
+    from rece_bench.paths import data_root, results_root
+
+    with user_errors():
+        config = DemoConfig(data_root(data_dir), results_root(results_dir), epochs=epochs)
+        sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
+        console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}")
+        try:
+            results = run_demo(config, RichTrainingProgress)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            raise typer.Exit(code=130) from None
+    _show_rows([r.to_row() for r in results], title="demo: test metrics on the synthetic set")
+    _show_ratio(results)
+
+
+def _show_ratio(results) -> None:
+    base = next((r for r in results if r.loss == "popularity"), None)
+    if base is None or not base.metrics.get("ndcg@10"):
+        return
+    for r in results:
+        if r.loss != "popularity" and r.metrics:
+            ratio = r.metrics["ndcg@10"] / base.metrics["ndcg@10"]
+            console.print(f"SASRec-{r.loss} test NDCG@10 is {ratio:.1f}x the popularity ranking's.")
 
 
 @app.command()
