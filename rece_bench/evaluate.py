@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from rece_bench.data.loader import CSR, EvalSet
-from rece_bench.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks
+from rece_bench.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks, standard_errors
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,7 @@ def _rank_user_chunk(
 
 
 def _chunk_mask(targets: torch.Tensor, excluded: torch.Tensor | None, begin: int, end: int) -> torch.Tensor:
-    columns = (
-        targets[:, None] if excluded is None else torch.cat([targets[:, None], excluded], dim=1)
-    )  # (U, 1+S)
+    columns = targets[:, None] if excluded is None else torch.cat([targets[:, None], excluded], dim=1)  # (U, 1+S)
     inside = (columns >= begin) & (columns < end)
     mask = torch.zeros(len(targets), end - begin + 1, dtype=torch.bool, device=targets.device)
     local = torch.where(inside, columns - begin, end - begin)  # out-of-chunk entries go to a spare column
@@ -84,7 +82,7 @@ def evaluate_model(
     ks: tuple[int, ...] = DEFAULT_KS,
     step_done=None,
 ) -> dict[str, float]:
-    """Metrics of a sequence model (``forward`` and ``item_embeddings``) on an evaluation set."""
+    """Metrics (and their standard errors) of a sequence model (``forward``, ``item_embeddings``) on a set."""
     was_training = model.training
     model.eval()
     try:
@@ -101,7 +99,12 @@ def evaluate_model(
         )
     finally:
         model.train(was_training)
-    return metrics_from_ranks(ranks.cpu(), ks)
+    return with_errors(ranks.cpu(), ks)
+
+
+def with_errors(ranks: torch.Tensor, ks: tuple[int, ...]) -> dict[str, float]:
+    """The metrics and their standard errors over users (``ndcg@10`` and ``ndcg@10_se``, ...)."""
+    return {**metrics_from_ranks(ranks, ks), **standard_errors(ranks, ks)}
 
 
 def evaluate_popularity(
@@ -114,4 +117,4 @@ def evaluate_popularity(
     queries = torch.ones(len(eval_set), 1, dtype=torch.float64)  # score = 1 x count
     items = item_counts.double().view(-1, 1)  # (C,) -> (C, 1)
     ranks = rank_targets(queries, items, eval_set.targets - 1, _zero_based(eval_set.exclude), chunking)
-    return metrics_from_ranks(ranks, ks)
+    return with_errors(ranks, ks)

@@ -19,15 +19,29 @@ def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
     return [f"ndcg@{k}" for k in ks] + [f"hr@{k}" for k in ks]
 
 
+def _ndcg_gains(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    ranks = ranks.double()
+    return torch.where(ranks <= k, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
+
+
 def ndcg_at_k(ranks: torch.Tensor, k: int) -> float:
     """Mean of 1/log2(rank + 1) over users whose 1-based rank is <= k (0 otherwise)."""
-    ranks = ranks.double()
-    gains = torch.where(ranks <= k, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
-    return float(gains.mean()) if len(ranks) else 0.0
+    return float(_ndcg_gains(ranks, k).mean()) if len(ranks) else 0.0
 
 
 def hit_rate_at_k(ranks: torch.Tensor, k: int) -> float:
     return float((ranks <= k).double().mean()) if len(ranks) else 0.0
+
+
+def standard_errors(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Standard error of each metric's mean over users (sample std / sqrt(U)): ``ndcg@10_se``, ``hr@10_se``."""
+    if len(ranks) < 2:
+        return {f"{name}_se": 0.0 for name in metric_names(ks)}
+    out = {}
+    for k in ks:
+        out[f"ndcg@{k}_se"] = float(_ndcg_gains(ranks, k).std() / len(ranks) ** 0.5)
+        out[f"hr@{k}_se"] = float((ranks <= k).double().std() / len(ranks) ** 0.5)
+    return out
 
 
 def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
@@ -36,9 +50,7 @@ def metrics_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> d
     return out
 
 
-def exclusion_mask(
-    exclude: torch.Tensor | Sequence[Sequence[int]] | None, shape: tuple[int, int]
-) -> torch.Tensor:
+def exclusion_mask(exclude: torch.Tensor | Sequence[Sequence[int]] | None, shape: tuple[int, int]) -> torch.Tensor:
     """A (U, C) bool mask from a mask or from per-user lists of column indices."""
     if exclude is None:
         return torch.zeros(shape, dtype=torch.bool)
@@ -52,9 +64,7 @@ def exclusion_mask(
     return mask
 
 
-def target_ranks(
-    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None
-) -> torch.Tensor:
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """(U,) 1-based ranks of targets (U,) among scores (U, C); exclude is an optional (U, C) bool mask."""
     scores = scores.double()
     if exclude is not None:

@@ -32,6 +32,7 @@ class RunResult:
     start_bytes: int | None = None
     memory_method: str | None = None
     device_peak_bytes: int | None = None
+    eval_peak_bytes: int | None = None  # the final test evaluation, measured apart from training
     train_time_s: float = 0.0
     epochs: int = 0
     best_epoch: int = 0

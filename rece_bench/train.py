@@ -352,10 +352,14 @@ def train_run(
     return result
 
 
-def _test_best(run: Run) -> dict[str, float]:
+def _test_best(run: Run) -> tuple[dict[str, float], int | None]:
+    """Test metrics of the best weights, and the peak memory of that evaluation."""
     run.model.load_state_dict(load_best(run.folder))
     chunking = Chunking(run.config.eval_users_chunk, run.config.eval_items_chunk)
-    return evaluate_model(run.model, run.data.test, run.device, chunking)
+    meter = PeakMemory(run.device, track=(run.model,))
+    with meter:
+        metrics = evaluate_model(run.model, run.data.test, run.device, chunking, step_done=meter.step_done)
+    return metrics, meter.stats.peak_bytes
 
 
 def _memory_fields(run: Run, meter: Meter) -> dict[str, Any]:
@@ -371,6 +375,7 @@ def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) ->
     config, state = run.config, run.state
     ok = outcome.status == "ok" and state.best_epoch > 0
     memory = _memory_fields(run, meter)
+    test_metrics, eval_peak_bytes = _test_best(run) if ok else ({}, None)
     params = config.hyperparameters()
     return RunResult(
         run_id=run_id_of(config),
@@ -380,12 +385,13 @@ def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) ->
         seed=config.seed,
         device=str(run.device),
         status=outcome.status,
-        metrics=_test_best(run) if ok else {},
+        metrics=test_metrics,
         valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
         peak_bytes=memory.get("peak_bytes"),
         start_bytes=memory.get("start_bytes"),
         memory_method=memory.get("memory_method"),
         device_peak_bytes=memory.get("device_peak_bytes"),
+        eval_peak_bytes=eval_peak_bytes,
         train_time_s=run.earlier_time_s + session_time_s,  # wall time, validation included
         epochs=state.epoch,
         best_epoch=state.best_epoch,

@@ -48,3 +48,13 @@ def test_an_excluded_target_misses_every_cutoff():
 
 def test_constant_scores_rank_the_target_last():
     assert target_ranks(torch.zeros(1, 7), torch.tensor([3])).tolist() == [7]
+
+
+def test_standard_errors_by_hand():
+    from rece_bench.metrics import standard_errors
+
+    ranks = torch.tensor([1, 3, 20, 2])  # HR@1 indicators 1, 0, 0, 0: mean 1/4, sample std sqrt(1/4)
+    se = standard_errors(ranks, ks=(1,))
+    assert se["hr@1_se"] == pytest.approx(0.5 / 2)
+    gains = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert se["ndcg@1_se"] == pytest.approx(float(gains.std()) / 2)

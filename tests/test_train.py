@@ -16,7 +16,10 @@ def test_a_run_writes_one_result_with_metrics_memory_and_history(tiny_data_root,
     result = train_run(tiny_config(), tiny_data_root, tmp_path)
     assert result.status == "ok"
     assert result.epochs == 3 and len(result.history) == 3
-    assert set(result.metrics) == {"ndcg@1", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10"}
+    names = {"ndcg@1", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10"}
+    assert set(result.metrics) == names | {f"{name}_se" for name in names}
+    assert 0 < result.metrics["ndcg@10_se"] < result.metrics["ndcg@10"]
+    assert result.eval_peak_bytes > 0
     assert result.peak_bytes > result.start_bytes > 0
     assert result.memory_method == "cpu_live_tensors"
     assert result.train_time_s > 0
