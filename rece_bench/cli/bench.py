@@ -1,0 +1,92 @@
+"""The whole-step benchmark command: ``bench-step``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from rece_bench.cli import app
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, user_errors
+from rece_bench.errors import UserError
+
+DEFAULT_CONFIGS = ["ce", "rece:n_extra_chunks=3,rounds=8", "rece:n_extra_chunks=1,rounds=1"]
+
+
+def parse_loss_config(text: str) -> tuple[str, dict]:
+    """'rece:n_extra_chunks=3,rounds=8' -> ('rece', {'n_extra_chunks': 3, 'rounds': 8})."""
+    from rece_bench.cli.commands import parse_params
+
+    name, _, rest = text.partition(":")
+    if not name.strip():
+        raise UserError(f"--config {text!r} has no loss name: write it like rece:n_extra_chunks=3,rounds=8")
+    return name.strip(), parse_params([pair for pair in rest.split(",") if pair.strip()])
+
+
+@app.command("bench-step")
+def bench_step(
+    dataset: Annotated[str, typer.Option(help="A prepared dataset, e.g. `prepare synthetic --like gowalla`.")],
+    config: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads the annotation at runtime
+        typer.Option(help="LOSS[:KEY=VALUE,...], repeatable (default: ce and two RECE settings)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 32,
+    max_len: Annotated[int, typer.Option(help="Maximum sequence length.")] = 200,
+    steps: Annotated[int, typer.Option(help="Measured steps per configuration (median reported).")] = 3,
+    warmup: Annotated[int, typer.Option(help="Unmeasured steps first (Adam state is created here).")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the batch order and the model.")] = 0,
+    data_dir: DataDirOption = None,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Time and measure a whole training step (forward, loss, backward, Adam) for each loss configuration."""
+    from datetime import datetime, timezone
+
+    from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
+    from rece_bench.cli.commands import check_device
+    from rece_bench.io import atomic_write_json
+    from rece_bench.paths import data_root, results_root
+
+    with user_errors():
+        configs = tuple(parse_loss_config(c) for c in config or DEFAULT_CONFIGS)
+        bench = StepBenchConfig(
+            dataset=dataset, data_root=data_root(data_dir), configs=configs,
+            batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed, device=check_device(device),
+        )  # fmt: skip
+        with console.status("benchmarking steps...") as status:
+            rows = run_step_benchmark(bench, on_row=lambda row: status.update(f"done: {row.loss} {row.params}"))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    atomic_write_json(results_root(results_dir) / "bench-step" / f"{dataset}-{stamp}.json", [r.to_dict() for r in rows])
+    console.print(step_table(rows))
+
+
+def step_table(rows):
+    from rich.table import Table
+
+    from rece_bench.memory import format_bytes
+
+    base = next((r for r in rows if r.loss == "ce"), None)
+    table = Table(
+        title=f"whole training step, {rows[0].dataset}, {rows[0].num_items:,} items, batch {rows[0].batch_size}"
+    )
+    for column in (
+        "loss",
+        "params",
+        "positions",
+        "step s",
+        "pos/s",
+        "peak",
+        "data+sampling",
+        "time vs ce",
+        "peak vs ce",
+    ):
+        table.add_column(column, justify="left" if column in ("loss", "params") else "right")
+    for r in rows:
+        time_ratio = f"{r.step_time_s / base.step_time_s:.3f}" if base else "-"
+        peak_ratio = f"{r.peak_bytes / base.peak_bytes:.3f}" if base else "-"
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
+        table.add_row(
+            r.loss, params, f"{r.positions:,.0f}", f"{r.step_time_s:.2f}", f"{r.positions_per_s:,.0f}",
+            format_bytes(r.peak_bytes), f"{100 * r.data_share:.1f}%", time_ratio, peak_ratio,
+        )  # fmt: skip
+    return table
