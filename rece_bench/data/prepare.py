@@ -14,7 +14,7 @@ from rece_bench.data.filter import NO_FILTER, FilterConfig, apply_filter
 from rece_bench.data.parse import TABLE_PARSERS, Columns, ParseResult, detect_format, get_parser, table_format
 from rece_bench.data.registry import DatasetCard, PaperCounts, get_card
 from rece_bench.data.split import Split, SplitConfig, index_interactions, split_interactions
-from rece_bench.data.store import dataset_exists, dataset_path, write_dataset
+from rece_bench.data.store import dataset_exists, dataset_path, ensure_writable_root, write_dataset
 from rece_bench.errors import UserError
 
 # The synthetic data keeps the paper's filter only when the filter leaves most of it in place.
@@ -223,6 +223,7 @@ def prepare_dataset(config: PrepareConfig, progress: ProgressCallback | None = N
     name = config.output_name
     if dataset_exists(config.data_root, name) and not config.force:
         raise UserError(f"dataset {name} is already prepared under {config.data_root}: pass --force to redo it")
+    ensure_writable_root(config.data_root)
     source = _load(config, card, progress)
     frame, filter_settings = _filtered(config, card, source.parsed.frame)
     if frame.empty:

@@ -58,6 +58,18 @@ def _write_files(folder: Path, frames: dict[str, pd.DataFrame], meta: dict[str, 
     (folder / META_FILE).write_text(text, encoding="utf-8")
 
 
+def ensure_writable_root(root: Path) -> None:
+    """Fail early, before any parsing, when the data root cannot hold a new dataset."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot write under data dir {root}: {reason}: pass a writable --data-dir") from None
+
+
 def write_dataset(
     root: Path,
     name: str,
@@ -71,7 +83,7 @@ def write_dataset(
     target = dataset_path(root, name)
     if target.exists() and not force:
         raise UserError(f"dataset {name} already exists at {target}: pass --force to prepare it again")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_root(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a dataset is as readable as any folder
