@@ -80,7 +80,10 @@ def test_an_unwritable_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_help_is_instant_and_does_not_import_torch():
-    code = "import sys, rece_bench.cli; rece_bench.cli.app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    code = (
+        "import sys, rece_bench.cli; rece_bench.cli.app(['--help'], standalone_mode=False); "
+        "print('torch' in sys.modules)"
+    )
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
