@@ -90,6 +90,8 @@ def test_help_is_instant_and_does_not_import_torch():
     assert time.perf_counter() - started < 5  # generous for a loaded CI machine; typically ~0.3 s
 
 
-@pytest.mark.parametrize("command", ["run", "report", "demo", "prepare", "datasets", "losses", "bench-step"])
+@pytest.mark.parametrize(
+    "command", ["run", "report", "demo", "prepare", "datasets", "losses", "bench-step", "popularity"]
+)
 def test_every_command_has_help(command):
     assert _invoke(command, "--help").exit_code == 0
