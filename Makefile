@@ -1,5 +1,5 @@
 # The two quick-start commands, each self-contained on a fresh machine: `make demo` and `make test`.
-# TORCH picks the PyTorch build: the default is the CPU-friendly pin; GPU users see README "Install".
+# TORCH picks the PyTorch build (pip arguments allowed); see README "Quick start" for CPU-only and GPU wheels.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
