@@ -1,0 +1,30 @@
+import pytest
+
+from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
+from rece_bench.cli.bench import parse_loss_config
+from rece_bench.errors import UserError
+
+
+def test_every_configuration_sees_the_same_batches_and_gets_a_row(tiny_data_root):
+    configs = (("ce", {}), ("bce", {"n_negatives": 8}), ("rece", {"n_extra_chunks": 1, "rounds": 2}))
+    config = StepBenchConfig("tiny", tiny_data_root, configs, batch_size=16, max_len=12, dim=16, steps=2)
+    rows = run_step_benchmark(config)
+    assert [r.loss for r in rows] == ["ce", "bce", "rece"]
+    assert len({r.positions for r in rows}) == 1  # same batches for every loss
+    for row in rows:
+        assert row.step_time_s > 0 and row.peak_bytes > 0 and row.positions_per_s > 0
+        assert 0 <= row.data_share < 5
+    assert rows[0].sampling_time_s == 0 and rows[1].sampling_time_s > 0
+
+
+def test_parse_loss_config():
+    assert parse_loss_config("rece:n_extra_chunks=3,rounds=8") == ("rece", {"n_extra_chunks": 3, "rounds": 8})
+    assert parse_loss_config("ce") == ("ce", {})
+    with pytest.raises(UserError, match="no loss name"):
+        parse_loss_config(":rounds=2")
+
+
+def test_too_few_batches_is_a_clear_error(tiny_data_root):
+    config = StepBenchConfig("tiny", tiny_data_root, (("ce", {}),), batch_size=200, max_len=12, dim=16, steps=3)
+    with pytest.raises(UserError, match="lower --steps or --batch-size"):
+        run_step_benchmark(config)
