@@ -1,5 +1,104 @@
-"""Commands of the losses area (registered on the shared app)."""
+"""Commands of the losses area (registered on the shared app): ``losses`` and ``bench-loss``."""
 
 from __future__ import annotations
 
-from rece_bench.cli import app  # noqa: F401
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from rece_bench.cli import app
+from rece_bench.cli.common import ResultsDirOption, console, user_errors
+
+if TYPE_CHECKING:
+    from rece_bench.bench_loss import BenchLossRow
+
+OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
+OptStrList = Optional[list[str]]  # noqa: UP045
+
+
+@app.command("losses")
+def losses_command() -> None:
+    """List every loss with its parameters, defaults and a one-line description."""
+    with user_errors():
+        from rece_bench.losses import describe_losses
+
+        table = Table(title="Losses", show_lines=True)
+        for column in ("name", "description", "parameters"):
+            table.add_column(column, overflow="fold")
+        for info in describe_losses():
+            params = "\n".join(f"{p.name}: {p.type} = {p.default!r}  {p.help}" for p in info.params) or "-"
+            note = " Needs batch (sequence of each position, the user's seen items)." if info.needs_batch else ""
+            table.add_row(info.name, info.description + note, params)
+        console.print(table)
+
+
+@app.command("bench-loss")
+def bench_loss_command(
+    items: Annotated[str, typer.Option(help="Catalogue sizes, comma separated (1e4,1e5,1e6).")] = "1e4,1e5,1e6",
+    positions: Annotated[int, typer.Option(help="Non-pad positions N per step.")] = 8192,
+    dim: Annotated[int, typer.Option(help="Embedding width D.")] = 64,
+    loss: Annotated[OptStrList, typer.Option("--loss", help="A loss to run (repeatable; default: all).")] = None,
+    param: Annotated[OptStrList, typer.Option("--param", help="LOSS.NAME=VALUE, e.g. rece.rounds=8.")] = None,
+    repeats: Annotated[int, typer.Option(help="Runs per loss; the median time is reported.")] = 5,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = 0,
+    threads: Annotated[OptInt, typer.Option(help="Torch intra-op threads (default: torch's choice).")] = None,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
+    with user_errors():
+        from rece_bench.bench_loss import (
+            ALL_LOSSES,
+            BenchLossConfig,
+            parse_items,
+            parse_param,
+            run_bench_loss,
+        )
+        from rece_bench.paths import results_root
+
+        config = BenchLossConfig(
+            items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or ALL_LOSSES),
+            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=_device(device),
+            seed=seed, threads=threads,
+        )  # fmt: skip
+        table = _bench_table()
+        result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
+        console.print(table)
+        if result.path is not None:
+            console.print(f"rows saved to {result.path}")
+
+
+def _device(text: str) -> str:
+    import torch
+
+    from rece_bench.errors import UserError
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device {text!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {text} asked for but CUDA is not available here: use --device cpu")
+    if device.type not in {"cpu", "cuda"}:
+        raise UserError(f"--device {text}: only cpu and cuda are measured")
+    return str(device)
+
+
+def _bench_table() -> Table:
+    table = Table(title="Loss benchmark (forward+backward)")
+    for column in ("loss", "items", "params", "status", "peak", "beyond inputs", "median s", "loss value"):
+        table.add_column(column, justify="left" if column in {"loss", "params", "status"} else "right")
+    return table
+
+
+def _progress(table: Table, row: BenchLossRow) -> None:
+    from rece_bench.memory import format_bytes
+
+    params = ", ".join(f"{k}={v}" for k, v in row.params.items()) or "-"
+    status = row.note if row.status != "ok" else "ok"
+    time_s = "-" if row.median_time_s is None else f"{row.median_time_s:.2f}"
+    value = "-" if row.loss_value is None else f"{row.loss_value:.4f}"
+    cells = (format_bytes(row.peak_bytes), format_bytes(row.peak_beyond_inputs_bytes), time_s, value)
+    table.add_row(row.loss, f"{row.num_items:,}", params, status, *cells)
+    console.print(f"{row.loss} C={row.num_items:,}: {status}, {cells[0]}, {time_s} s", highlight=False)

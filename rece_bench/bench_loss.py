@@ -1,0 +1,304 @@
+"""The loss benchmark: forward+backward of each loss alone on random data, peak memory and median time.
+
+Peak memory is measured with ``PeakMemory`` (live tensor bytes on CPU, the allocator's peak on CUDA) over the
+first run; the inputs (hidden, item_emb, targets, the sampler batch) are live at the window's start and their
+gradients are made inside it, so both the peak including the inputs and the peak beyond them are reported.
+Time is the median of the remaining runs, outside the tracker (whose per-op hooks slow small ops); with one
+repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory is recorded as
+skipped, not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rece_bench.errors import UserError
+from rece_bench.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+BENCH_DIR = "bench-loss"
+ALL_LOSSES = ("ce", "ce_chunked", "ce_neg", "bce", "gbce", "rece")
+
+
+@dataclass(frozen=True)
+class BenchLossConfig:
+    """One benchmark invocation; ``params`` holds (loss, parameter, value) triples already typed."""
+
+    items: tuple[int, ...]
+    positions: int = 8192
+    dim: int = 64
+    losses: tuple[str, ...] = ALL_LOSSES
+    params: tuple[tuple[str, str, Any], ...] = ()
+    repeats: int = 5
+    device: str = "cpu"
+    seed: int = 0
+    seq_len: int = 200  # positions per sequence: the samplers' users
+    logit_std: float = 2.0  # spread of the random logits <h, e>
+    threads: int | None = None  # torch's intra-op threads; None keeps torch's default
+    results_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        from rece_bench.losses import build_loss
+
+        _check_positive("positions", self.positions)
+        _check_positive("dim", self.dim)
+        _check_positive("repeats", self.repeats)
+        _check_positive("seq_len", self.seq_len)
+        if self.threads is not None:
+            _check_positive("threads", self.threads)
+        if not self.items or any(c < 2 for c in self.items):
+            raise UserError(f"items must be catalogue sizes >= 2, got {list(self.items)}")
+        if not self.losses:
+            raise UserError("losses is empty: name at least one loss")
+        for name in self.losses:
+            build_loss(name, num_items=max(self.items), **self.params_of(name))  # loud on bad names and values
+        for name, key, _ in self.params:
+            if name not in self.losses:
+                raise UserError(f"parameter {name}.{key} given but loss {name!r} is not benchmarked")
+
+    def params_of(self, loss: str) -> dict[str, Any]:
+        return {key: value for name, key, value in self.params if name == loss}
+
+
+@dataclass(frozen=True)
+class BenchLossRow:
+    loss: str
+    num_items: int
+    n_positions: int
+    dim: int
+    params: dict[str, Any]
+    device: str
+    status: str  # "ok", "skipped" (estimated need above free memory) or "oom"
+    needs_bytes: int
+    free_bytes: int | None
+    peak_bytes: int | None = None  # inputs and their gradients included
+    peak_beyond_inputs_bytes: int | None = None
+    inputs_bytes: int | None = None
+    median_time_s: float | None = None
+    times_s: tuple[float, ...] = ()
+    tracked_time_s: float | None = None
+    loss_value: float | None = None
+    memory_method: str | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchLossResult:
+    rows: tuple[BenchLossRow, ...]
+    path: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_items(text: str) -> tuple[int, ...]:
+    """'1e4,1e5,1e6' -> (10000, 100000, 1000000); whole numbers only."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            value = float(part.strip())
+        except ValueError:
+            raise UserError(f"--items takes comma-separated numbers such as 1e4,1e5; got {part.strip()!r}") from None
+        if value != int(value) or value < 2:
+            raise UserError(f"--items values must be whole numbers >= 2, got {part.strip()!r}")
+        sizes.append(int(value))
+    return tuple(sizes)
+
+
+def parse_param(text: str) -> tuple[str, str, Any]:
+    """'rece.rounds=8' -> ('rece', 'rounds', 8), the value converted by the parameter's declared type."""
+    from rece_bench.losses.base import lookup
+
+    head, sep, raw = text.partition("=")
+    name, dot, key = head.strip().partition(".")
+    if not sep or not dot or not key:
+        raise UserError(f"--param takes LOSS.NAME=VALUE, such as rece.rounds=8; got {text!r}")
+    specs = {spec.name: spec for spec in lookup(name).params}
+    if key not in specs or specs[key].type.startswith("Generator"):
+        settable = ", ".join(k for k, s in specs.items() if not s.type.startswith("Generator")) or "none"
+        raise UserError(f"loss {name!r} has no settable parameter {key!r}: its parameters are {settable}")
+    return name, key, _convert(key, raw.strip(), specs[key].type)
+
+
+def _convert(key: str, raw: str, type_name: str) -> Any:
+    if raw.lower() == "none" and "None" in type_name:
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        raise UserError(f"parameter {key} takes a number ({type_name}), got {raw!r}") from None
+    if type_name.startswith("int"):
+        if number != int(number):
+            raise UserError(f"parameter {key} takes a whole number, got {raw!r}")
+        return int(number)
+    return number
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def free_memory_bytes(device: str) -> int | None:
+    """What a new allocation can still get: MemAvailable on Linux, the free device memory on CUDA."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None  # unknown: nothing is skipped
+
+
+def make_inputs(config: BenchLossConfig, num_items: int) -> dict[str, Any]:
+    """Random hidden (N, D) and item_emb (C, D) requiring grad, targets (N,), and the samplers' batch."""
+    import torch
+
+    from rece_bench.losses import LossBatch
+
+    gen = torch.Generator().manual_seed(config.seed)
+    n, d = config.positions, config.dim
+    hidden = torch.randn(n, d, generator=gen)
+    item_emb = torch.randn(num_items, d, generator=gen) * (config.logit_std / d**0.5)  # logit std ~ logit_std
+    targets = torch.randint(0, num_items, (n,), generator=gen)
+    seq_index = torch.arange(n) // config.seq_len  # (N,)
+    n_seqs = int(seq_index[-1]) + 1
+    seen = torch.full((n_seqs * config.seq_len,), -1, dtype=torch.long)
+    seen[:n] = targets  # each user has seen its own targets
+    device = torch.device(config.device)
+    return {
+        "hidden": hidden.to(device).requires_grad_(),
+        "item_emb": item_emb.to(device).requires_grad_(),
+        "targets": targets.to(device),
+        "batch": LossBatch(seq_index.to(device), seen.view(n_seqs, config.seq_len).to(device)),  # (B, L)
+    }
+
+
+def _one_step(loss: Any, inputs: dict[str, Any], device: str) -> tuple[float, float]:
+    """Forward+backward once; returns (seconds, loss value) and clears the gradients."""
+    import torch
+
+    start = time.perf_counter()
+    value = loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"])
+    value.backward()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    inputs["hidden"].grad = None
+    inputs["item_emb"].grad = None
+    return seconds, float(value.detach())
+
+
+def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRow:
+    """One loss at one catalogue size: skipped when it would not fit, else measured."""
+    import torch
+
+    from rece_bench.losses import build_loss
+    from rece_bench.memory import PeakMemory
+
+    params = config.params_of(name)
+    loss = build_loss(name, num_items=num_items, **_seeded(name, params, config))
+    needs = loss.estimate_peak_bytes(config.positions, config.dim)
+    free = free_memory_bytes(config.device)
+    row = {"loss": name, "num_items": num_items, "n_positions": config.positions, "dim": config.dim,
+           "params": params, "device": config.device, "needs_bytes": needs, "free_bytes": free}  # fmt: skip
+    if free is not None and needs > free:
+        return BenchLossRow(status="skipped", note=f"skipped (needs {needs / 1e9:.1f} GB)", **row)
+    inputs = make_inputs(config, num_items)
+    tracked = tuple(t for key, t in inputs.items() if key != "batch") + tuple(vars(inputs["batch"]).values())
+    try:
+        with PeakMemory(config.device, track=tracked) as meter:
+            tracked_s, value = _one_step(loss, inputs, config.device)
+        times = [_one_step(loss, inputs, config.device)[0] for _ in range(config.repeats - 1)]
+    except torch.OutOfMemoryError:
+        return BenchLossRow(status="oom", note="out of memory", **row)
+    stats = meter.stats
+    assert stats is not None
+    times = times or [tracked_s]
+    return BenchLossRow(
+        status="ok", peak_bytes=stats.peak_bytes, peak_beyond_inputs_bytes=stats.peak_delta_bytes,
+        inputs_bytes=stats.start_bytes, median_time_s=statistics.median(times), times_s=tuple(times),
+        tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method, **row,
+    )  # fmt: skip
+
+
+def _seeded(name: str, params: dict[str, Any], config: BenchLossConfig) -> dict[str, Any]:
+    """The loss's parameters plus a seeded generator where the loss draws random numbers."""
+    import torch
+
+    from rece_bench.losses.base import lookup
+
+    if any(spec.name == "generator" for spec in lookup(name).params):
+        return {**params, "generator": torch.Generator(config.device).manual_seed(config.seed)}
+    return params
+
+
+def run_bench_loss(
+    config: BenchLossConfig, results_root: Path | None, on_row: Callable[[BenchLossRow], None] | None = None
+) -> BenchLossResult:
+    """Every (catalogue size, loss) pair in order; the rows so far are rewritten atomically after each one."""
+    import torch
+
+    from rece_bench import __version__
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = None if results_root is None else Path(results_root) / BENCH_DIR / f"bench-loss-{stamp}.json"
+    header = {
+        "config": asdict(config),
+        "torch": torch.__version__,
+        "rece_bench": __version__,
+        "created": stamp,
+        "threads": config.threads or torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    rows: list[BenchLossRow] = []
+    with _threads(config.threads):
+        for num_items in config.items:
+            for name in config.losses:
+                log.info("bench-loss %s at C=%d", name, num_items)
+                rows.append(bench_one(config, name, num_items))
+                gc.collect()
+                if path is not None:
+                    _save(path, header, rows)
+                if on_row is not None:
+                    on_row(rows[-1])
+    return BenchLossResult(tuple(rows), path, header)
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op threads, then restore. On a shared machine one thread per process avoids
+    the stalls of OpenMP threads waiting on a descheduled sibling, which hit many-small-op losses hardest."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _save(path: Path, header: dict[str, Any], rows: list[BenchLossRow]) -> None:
+    try:
+        atomic_write_json(path, {**header, "rows": [row.to_dict() for row in rows]})
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}: pass a writable --results-dir") from None

@@ -1,0 +1,204 @@
+"""The loss interface, the registry and the parameter checks every loss shares.
+
+Letters used in shape comments across ``rece_bench.losses``: N positions (non-pad), C items, D embedding
+width, B sequences, S seen items per sequence (padded), K negatives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from rece_bench.errors import UserError
+
+LOSSES: dict[str, type[Loss]] = {}
+
+
+@dataclass(frozen=True)
+class LossBatch:
+    """What the samplers need beyond the positions: the sequence of each position and its user's items."""
+
+    seq_index: torch.Tensor  # (N,) long: row of the (B, L) batch each position belongs to
+    seen_items: torch.Tensor  # (B, S) long: each user's training items, 0-based, right-padded with -1
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tunable parameter of a loss, as `rece-bench losses` lists it."""
+
+    name: str
+    type: str  # "int", "float", "int | None", "Generator | None"
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    name: str
+    description: str
+    params: tuple[ParamSpec, ...]
+    needs_batch: bool
+
+
+def register(cls: type[Loss]) -> type[Loss]:
+    """Class decorator: add a loss to ``LOSSES`` under its ``name``."""
+    if cls.name in LOSSES:
+        raise RuntimeError(f"loss {cls.name!r} registered twice")
+    LOSSES[cls.name] = cls
+    return cls
+
+
+def lookup(name: str) -> type[Loss]:
+    if name not in LOSSES:
+        known = ", ".join(sorted(LOSSES))
+        raise UserError(f"unknown loss {name!r}: choose one of {known}")
+    return LOSSES[name]
+
+
+def build_loss(name: str, num_items: int, **params: Any) -> Loss:
+    """Build the loss ``name`` for a catalogue of ``num_items`` items; unknown parameters are refused."""
+    cls = lookup(name)
+    allowed = {spec.name for spec in cls.params}
+    for key in params:
+        if key not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise UserError(f"loss {name!r} has no parameter {key!r}: its parameters are {listed}")
+    return cls(num_items=num_items, **params)
+
+
+def describe_losses() -> list[LossInfo]:
+    """Every registered loss with its one-line description and parameters, for listings."""
+    return [
+        LossInfo(cls.name, cls.description, cls.params, cls.needs_batch)
+        for cls in sorted(LOSSES.values(), key=lambda c: c.name)
+    ]
+
+
+class Loss(torch.nn.Module):
+    """Base of every loss: ``loss(hidden (N, D), item_emb (C, D), targets (N,), batch=None) -> scalar``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    params: ClassVar[tuple[ParamSpec, ...]] = ()
+    needs_batch: ClassVar[bool] = False
+
+    def __init__(self, num_items: int) -> None:
+        super().__init__()
+        self.num_items = check_int("num_items", num_items, minimum=1)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        item_emb: torch.Tensor,
+        targets: torch.Tensor,
+        batch: LossBatch | None = None,
+    ) -> torch.Tensor:
+        check_inputs(hidden, item_emb, targets, self.num_items)
+        if self.needs_batch:
+            if batch is None:
+                raise UserError(
+                    f"loss {self.name!r} samples negatives per user and needs batch=LossBatch(seq_index, "
+                    "seen_items); got batch=None"
+                )
+            check_batch(batch, hidden.shape[0], self.num_items)
+        return self.compute(hidden, item_emb, targets, batch)
+
+    def compute(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def estimate_peak_bytes(self, n_positions: int, dim: int, elem_bytes: int = 4) -> int:
+        """Rough need of one forward+backward: inputs, their gradients and the loss's own working memory."""
+        return inputs_bytes(n_positions, self.num_items, dim, elem_bytes) + self.work_bytes(
+            n_positions, dim, elem_bytes
+        )
+
+    def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
+        return 0
+
+    def extra_repr(self) -> str:
+        shown = [f"num_items={self.num_items}"]
+        shown += [f"{p.name}={getattr(self, p.name)!r}" for p in self.params if p.name != "generator"]
+        return ", ".join(shown)
+
+
+def inputs_bytes(n_positions: int, num_items: int, dim: int, elem_bytes: int) -> int:
+    """hidden and item_emb with their gradients, plus the targets."""
+    return 2 * (n_positions + num_items) * dim * elem_bytes + 8 * n_positions
+
+
+# ---------------------------------------------------------------- parameter checks
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        bracket = "(" if low_open else "["
+        raise UserError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
+    return float(value)
+
+
+def check_generator(value: Any) -> torch.Generator | None:
+    if value is not None and not isinstance(value, torch.Generator):
+        raise UserError(f"generator must be a torch.Generator or None, got {type(value).__name__}")
+    return value
+
+
+def check_inputs(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, num_items: int) -> None:
+    """Shapes, dtypes and target range; the message names the argument and the fix."""
+    if hidden.dim() != 2 or item_emb.dim() != 2:
+        raise UserError(
+            f"hidden must be (N, D) and item_emb (C, D): got hidden {tuple(hidden.shape)}, "
+            f"item_emb {tuple(item_emb.shape)}"
+        )
+    if hidden.shape[1] != item_emb.shape[1]:
+        raise UserError(f"hidden has D={hidden.shape[1]} but item_emb has D={item_emb.shape[1]}: use the same width")
+    if hidden.dtype != item_emb.dtype or hidden.device != item_emb.device:
+        raise UserError(
+            f"hidden is {hidden.dtype} on {hidden.device} but item_emb is {item_emb.dtype} on {item_emb.device}: "
+            "use one dtype and device"
+        )
+    if item_emb.shape[0] != num_items:
+        raise UserError(f"item_emb has {item_emb.shape[0]} rows but the loss was built with num_items={num_items}")
+    if targets.dim() != 1 or targets.shape[0] != hidden.shape[0] or targets.dtype != torch.long:
+        raise UserError(
+            f"targets must be a (N,) long tensor with N={hidden.shape[0]}: got {tuple(targets.shape)} {targets.dtype}"
+        )
+    if hidden.shape[0] == 0:
+        raise UserError("hidden has no positions (N=0): pass at least one non-pad position")
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= num_items:
+        bad = low if low < 0 else high
+        raise UserError(f"targets must lie in [0, {num_items}), got {bad} (0-based ids, no pad id)")
+
+
+def check_batch(batch: LossBatch, n_positions: int, num_items: int) -> None:
+    seq_index, seen = batch.seq_index, batch.seen_items
+    if seq_index.shape != (n_positions,) or seq_index.dtype != torch.long:
+        raise UserError(f"batch.seq_index must be a (N,) long tensor with N={n_positions}, got {seq_index.shape}")
+    if seen.dim() != 2 or seen.dtype != torch.long:
+        raise UserError(f"batch.seen_items must be a (B, S) long tensor, got {tuple(seen.shape)} {seen.dtype}")
+    if int(seq_index.min()) < 0 or int(seq_index.max()) >= seen.shape[0]:
+        raise UserError(f"batch.seq_index must lie in [0, {seen.shape[0]}) (rows of seen_items)")
+    if seen.numel() and (int(seen.min()) < -1 or int(seen.max()) >= num_items):
+        raise UserError(f"batch.seen_items must hold ids in [0, {num_items}) or the pad -1")
+
+
+def mean_over_positions(per_position: torch.Tensor) -> torch.Tensor:
+    """Plain mean over all non-pad positions of the batch (the authors' reduction)."""
+    return per_position.mean()

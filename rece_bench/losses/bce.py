@@ -1,0 +1,53 @@
+"""BCE+: binary cross-entropy with K negatives per position, uniform without replacement, none of them an item
+of the user's training sequence (REFERENCE section 2)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_generator, check_int, register
+from rece_bench.losses.sampling import sample_excluding, scored_with_positive
+
+N_NEGATIVES = ParamSpec("n_negatives", "int", 256, "Negatives per position.")
+GENERATOR = ParamSpec("generator", "Generator | None", None, "Random generator for the negatives (seeding).")
+
+
+def binary_ce(positive_nll: torch.Tensor, negative_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the 1+K columns of each position, then over positions; positive_nll (N,), logits (N, K)."""
+    negative_nll = F.softplus(negative_logits).sum(dim=1)  # -log(1 - sigmoid(s)) summed over K -> (N,)
+    return ((positive_nll + negative_nll) / (1 + negative_logits.shape[1])).mean()
+
+
+@register
+class BCEPlus(Loss):
+    name = "bce"
+    description = "BCE+: binary CE, K negatives per position without replacement, excluding the user's items."
+    params = (N_NEGATIVES, GENERATOR)
+    needs_batch = True
+
+    def __init__(self, num_items: int, n_negatives: int = 256, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_items)
+        self.n_negatives = check_int("n_negatives", n_negatives, minimum=1, maximum=num_items)
+        self.generator = check_generator(generator)
+
+    def sample_negatives(self, targets: torch.Tensor, batch: LossBatch) -> torch.Tensor:
+        """(N, K) ids, distinct per position, none seen by the position's user."""
+        return sample_excluding(batch.seen_items, batch.seq_index, self.n_negatives, self.num_items, self.generator)
+
+    def loss_from_negatives(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss on given negatives (N, K), for tests and for callers with their own sampler."""
+        logits = scored_with_positive(hidden, item_emb, targets, negatives)  # (N, 1 + K), the positive first
+        positive_nll = F.softplus(-logits[:, 0])  # -log sigmoid(s_pos), (N,)
+        return binary_ce(positive_nll, logits[:, 1:])
+
+    def compute(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
+    ) -> torch.Tensor:
+        assert batch is not None
+        return self.loss_from_negatives(hidden, item_emb, targets, self.sample_negatives(targets, batch))
+
+    def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
+        return n_positions * self.n_negatives * (8 + 4 * elem_bytes) + (96 << 20)

@@ -1,0 +1,50 @@
+"""CE- (sampled softmax, Klenitskiy & Vasilev): K negatives per user sequence, uniform without replacement,
+excluding the user's items, shared by every position of the sequence; no logQ correction."""
+
+from __future__ import annotations
+
+import torch
+
+from rece_bench.losses.base import Loss, LossBatch, check_generator, check_int, register
+from rece_bench.losses.bce import GENERATOR, N_NEGATIVES
+from rece_bench.losses.sampling import sample_excluding, scored_with_positive
+
+
+@register
+class SampledCrossEntropy(Loss):
+    name = "ce_neg"
+    description = "CE-: softmax over the positive and K negatives shared per sequence, excluding user items."
+    params = (N_NEGATIVES, GENERATOR)
+    needs_batch = True
+
+    def __init__(self, num_items: int, n_negatives: int = 256, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_items)
+        self.n_negatives = check_int("n_negatives", n_negatives, minimum=1, maximum=num_items)
+        self.generator = check_generator(generator)
+
+    def sample_negatives(self, batch: LossBatch) -> torch.Tensor:
+        """(B, K) ids, one distinct set per sequence, none seen by the sequence's user."""
+        seqs = torch.arange(batch.seen_items.shape[0], device=batch.seen_items.device)  # (B,)
+        return sample_excluding(batch.seen_items, seqs, self.n_negatives, self.num_items, self.generator)
+
+    def loss_from_negatives(
+        self,
+        hidden: torch.Tensor,
+        item_emb: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor,
+        seq_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """The loss on given per-sequence negatives (B, K); seq_index (N,) picks each position's set."""
+        logits = scored_with_positive(hidden, item_emb, targets, negatives[seq_index])  # (B, K) -> (N, 1 + K)
+        return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+    def compute(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
+    ) -> torch.Tensor:
+        assert batch is not None
+        negatives = self.sample_negatives(batch)
+        return self.loss_from_negatives(hidden, item_emb, targets, negatives, batch.seq_index)
+
+    def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
+        return n_positions * self.n_negatives * (8 + 4 * elem_bytes) + (96 << 20)

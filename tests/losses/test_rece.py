@@ -1,0 +1,134 @@
+"""RECE against a naive float64 reference of the authors' semantics (REFERENCE section 1), and its
+equivalences.
+
+The reference redraws the same random vectors from an identically seeded generator (RECE's first draw is
+randn(r, n_b, D)), buckets by argmax, sorts stably, cuts equal chunks, counts every (position, item) pair over
+the rounds and adds -log(count): the authors' duplicate correction, which the implementation replaces by
+keeping a pair in its first round only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rece_bench.losses import build_loss
+from rece_bench.losses.rece import default_n_buckets
+from tests.losses.helpers import assert_same, make_problem, value_and_grads
+
+
+def sorted_chunks(rows, proj, n_chunks):
+    """Chunk index of every row in one round: bucket = argmax, stable sort by bucket, equal chunks."""
+    buckets = (rows.detach() @ proj.T).argmax(dim=1).tolist()
+    order = sorted(range(len(buckets)), key=lambda i: (buckets[i], i))
+    per_chunk = math.ceil(len(buckets) / n_chunks)
+    chunk = [0] * len(buckets)
+    for slot, row in enumerate(order):
+        chunk[row] = slot // per_chunk
+    return chunk
+
+
+def reference_rece(hidden, item_emb, targets, n_buckets, n_chunks, n_extra, rounds, seed, proj_dtype=None):
+    gen = torch.Generator().manual_seed(seed)
+    proj = torch.randn((rounds, n_buckets, hidden.shape[1]), generator=gen, dtype=proj_dtype or hidden.dtype)
+    proj = proj.to(hidden.dtype)
+    n_positions, num_items = hidden.shape[0], item_emb.shape[0]
+    windows = []  # per round, per position: the items of its window (each appears once within a round)
+    for q in range(rounds):
+        pos_chunk = sorted_chunks(hidden, proj[q], n_chunks)
+        item_chunk = sorted_chunks(item_emb, proj[q], n_chunks)
+        windows.append([[j for j in range(num_items) if abs(item_chunk[j] - pos_chunk[t]) <= n_extra]
+                        for t in range(n_positions)])  # fmt: skip
+    total = 0.0
+    for t in range(n_positions):
+        y = int(targets[t])
+        multiset = [j for q in range(rounds) for j in windows[q][t] if j != y]  # positive masked
+        count = {j: multiset.count(j) for j in multiset}
+        ids = torch.tensor([y, *multiset], dtype=torch.long)
+        correction = torch.tensor([0.0] + [math.log(count[j]) for j in multiset], dtype=hidden.dtype)
+        logits = item_emb[ids] @ hidden[t] - correction  # k copies of s_j - log(k) count s_j once
+        total = total + torch.logsumexp(logits, dim=0) - logits[0]
+    return total / n_positions
+
+
+def rece(num_items, seed, **params):
+    return build_loss("rece", num_items=num_items, generator=torch.Generator().manual_seed(seed), **params)
+
+
+CASES = [
+    # (N, C, n_buckets, buckets_per_chunk, n_extra, rounds)
+    (23, 41, 5, 1.0, 1, 1),
+    (23, 41, 5, 1.0, 1, 3),
+    (23, 41, 4, 0.5, 0, 2),  # more chunks than buckets
+    (1, 19, 3, 1.0, 1, 2),  # a single position
+    (13, 3, 7, 1.0, 1, 2),  # fewer items than buckets
+    (30, 64, 6, 2.0, 2, 4),  # fewer chunks than buckets
+]
+
+
+@pytest.mark.parametrize(("n_positions", "num_items", "n_buckets", "per_chunk", "n_extra", "rounds"), CASES)
+@pytest.mark.parametrize("block_mib", [32.0, 1e-5])  # one streamed group, or one chunk per group
+def test_matches_naive_reference(n_positions, num_items, n_buckets, per_chunk, n_extra, rounds, block_mib):
+    hidden, item_emb, targets = make_problem(n_positions, num_items, seed=n_positions + rounds)
+    loss = rece(num_items, 7, n_buckets=n_buckets, buckets_per_chunk=per_chunk, n_extra_chunks=n_extra,
+                rounds=rounds, block_mib=block_mib)  # fmt: skip
+    n_chunks = max(1, round(n_buckets / per_chunk))
+    got = value_and_grads(lambda: loss(hidden, item_emb, targets), hidden, item_emb)
+    want = value_and_grads(
+        lambda: reference_rece(hidden, item_emb, targets, n_buckets, n_chunks, n_extra, rounds, 7),
+        hidden,
+        item_emb,
+    )
+    assert_same(got, want)
+
+
+def ce_reference(hidden, item_emb, targets):
+    return build_loss("ce", num_items=item_emb.shape[0])(hidden, item_emb, targets)
+
+
+def test_one_bucket_equals_ce():
+    hidden, item_emb, targets = make_problem(29, 47)
+    got = value_and_grads(lambda: rece(47, 0, n_buckets=1)(hidden, item_emb, targets), hidden, item_emb)
+    assert_same(got, value_and_grads(lambda: ce_reference(hidden, item_emb, targets), hidden, item_emb))
+
+
+@pytest.mark.parametrize("rounds", [1, 2, 3])
+@pytest.mark.parametrize(("n_buckets", "n_extra"), [(6, 5), (6, 9), (11, 10)])
+def test_windows_covering_everything_equal_ce(rounds, n_buckets, n_extra):
+    """n_ec >= n_c - 1: every chunk sees the catalogue in every round; repeats must count once."""
+    hidden, item_emb, targets = make_problem(31, 53, seed=rounds)
+    loss = rece(53, rounds, n_buckets=n_buckets, n_extra_chunks=n_extra, rounds=rounds, block_mib=1e-5)
+    got = value_and_grads(lambda: loss(hidden, item_emb, targets), hidden, item_emb)
+    assert_same(got, value_and_grads(lambda: ce_reference(hidden, item_emb, targets), hidden, item_emb))
+
+
+def test_default_bucket_count_follows_formula_and_is_used():
+    assert default_n_buckets(8192, 100_000, 1, 1.0) == 313  # the authors' n_b at these sizes
+    assert default_n_buckets(100, 7, 0, 1.0) == int(math.sqrt(4 * 7))
+    loss = build_loss("rece", num_items=41, n_extra_chunks=1)
+    assert loss.plan(23).n_buckets == default_n_buckets(23, 41, 1, 1.0)
+
+
+def test_large_logits_float32_finite_and_close():
+    hidden, item_emb, targets = make_problem(37, 61, scale=30.0)  # logits around +-80
+    assert (hidden @ item_emb.T).abs().max() > 80
+    h32 = hidden.detach().float().requires_grad_()
+    e32 = item_emb.detach().float().requires_grad_()
+    got = value_and_grads(lambda: rece(61, 3, n_buckets=4, rounds=2)(h32, e32, targets), h32, e32)
+    want = value_and_grads(
+        lambda: reference_rece(hidden, item_emb, targets, 4, 4, 1, 2, 3, torch.float32), hidden, item_emb
+    )
+    for a, b in zip(got, want, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), b.double(), atol=1e-3, rtol=1e-4)
+
+
+def test_fresh_projections_every_call_and_seeded_generator_repeats():
+    hidden, item_emb, targets = make_problem(40, 90)
+    loss = rece(90, 11, n_buckets=9, n_extra_chunks=0)
+    first, second = loss(hidden, item_emb, targets), loss(hidden, item_emb, targets)
+    assert first != second
+    loss.generator.manual_seed(11)
+    assert loss(hidden, item_emb, targets) == first
