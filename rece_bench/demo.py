@@ -1,4 +1,5 @@
-"""The main job on the embedded default: prepare a small synthetic set, train, and compare with popularity."""
+"""The main job on the embedded default: prepare a small synthetic set, fit losses to one memory budget, train, and
+compare with popularity. Every run is saved, so ``rece-bench report`` shows them again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rece_bench.budget import Choice
 from rece_bench.results import RunResult
 
 DEMO_DATASET = "demo"
@@ -19,8 +21,9 @@ class DemoConfig:
     users: int = 2_000
     items: int = 1_000
     interactions: int = 60_000
-    losses: tuple[str, ...] = ("ce",)
-    epochs: int = 25
+    losses: tuple[str, ...] = ("ce", "ce_neg", "rece")
+    budget_bytes: int | None = 100 * 10**6  # CE must drop to batch 64; RECE keeps batch 128, n_ec 3, r 8
+    epochs: int = 8
     patience: int = 3
     batch_size: int = 128
     max_len: int = 50
@@ -39,19 +42,34 @@ def prepare_demo_data(config: DemoConfig) -> None:
     )
 
 
-def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[RunResult]:
-    """Popularity first (for scale), then each loss in ``config.losses``; every run is saved for ``report``."""
+@dataclass(frozen=True)
+class DemoRun:
+    """One run of the demo, with how its configuration was chosen under the budget (None without a budget)."""
+
+    result: RunResult
+    choice: Choice | None = None
+
+
+def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]:
+    """Popularity first (for scale), then each loss in ``config.losses`` fitted to ``config.budget_bytes``."""
     from rece_bench.baselines import popularity_run
+    from rece_bench.budget import train_within_budget
     from rece_bench.config import TrainConfig
     from rece_bench.train import train_run
 
     prepare_demo_data(config)
-    results = [popularity_run(DEMO_DATASET, config.data_root, config.results_root, config.max_len)]
+    runs = [DemoRun(popularity_run(DEMO_DATASET, config.data_root, config.results_root, config.max_len))]
     for loss in config.losses:
         train_config = TrainConfig(
             dataset=DEMO_DATASET, loss=loss, epochs=config.epochs, patience=config.patience,
             batch_size=config.batch_size, max_len=config.max_len, seed=config.seed,
         )  # fmt: skip
         with progress_for(loss) as progress:
-            results.append(train_run(train_config, config.data_root, config.results_root, progress))
-    return results
+            if config.budget_bytes is None:
+                runs.append(DemoRun(train_run(train_config, config.data_root, config.results_root, progress)))
+                continue
+            done = train_within_budget(
+                train_config, config.budget_bytes, config.data_root, config.results_root, progress
+            )
+            runs.append(DemoRun(done.result, done.choice))
+    return runs

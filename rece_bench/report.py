@@ -1,10 +1,18 @@
-"""Result rows -> tables (Rich, Markdown, CSV, JSON). Reads results; never trains anything."""
+"""Result rows -> the paper's tables: Table 2 per budget, Pareto fronts, and the runs. Never trains anything.
+
+Runs of one configuration (every hyperparameter but the seed) are averaged over seeds. A configuration is picked
+by its *validation* NDCG@10 (test NDCG@10 where a run has none), the way a budget-bound user would pick it; the
+table shows its test metrics. The Pareto front of a loss keeps the configurations that beat every cheaper one
+(peak memory -> best NDCG@10), so the Table 2 row of a loss within a budget is the last point of its front under
+that budget. Only runs with status ok enter the tables; a loss that has runs but none that fits shows dashes.
+"""
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -13,14 +21,40 @@ from rece_bench.errors import UserError
 from rece_bench.memory import format_bytes
 from rece_bench.metrics import metric_names
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "markdown", "csv", "json", "latex")
 METRIC_COLUMNS = ("ndcg@1", "ndcg@5", "ndcg@10", "hr@5", "hr@10")
+METRIC_TITLES = ("NDCG@1", "NDCG@5", "NDCG@10", "HR@5", "HR@10")
 TABLE_COLUMNS = ("dataset", "loss", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
 JSON_KEYS = (
     "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
     "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
     "device", "params", "message",
 )  # fmt: skip
+LOSS_ORDER = ("bce", "gbce", "ce_neg", "ce", "ce_chunked", "rece")  # the paper's row order, then the rest
+REFERENCE_LOSSES = ("popularity",)  # shown for scale, never ranked
+SELECTION = ("valid_ndcg@10", "ndcg@10")  # the first one present picks a configuration
+_ABBREVIATIONS = {"batch_size": "batch", "n_extra_chunks": "n_ec", "rounds": "r", "n_negatives": "k"}
+
+# The paper's Table 2 (full datasets, under its memory constraints): NDCG@1, NDCG@5, NDCG@10, HR@5, HR@10.
+PAPER_TABLE2: dict[str, dict[str, tuple[float, ...]]] = {
+    "kindle": {
+        "bce": (0.0473, 0.0674, 0.0725, 0.0856, 0.1010),
+        "gbce": (0.0473, 0.0626, 0.0681, 0.0766, 0.0933),
+        "ce_neg": (0.0397, 0.0582, 0.0644, 0.0744, 0.0938),
+        "ce": (0.0467, 0.0658, 0.0711, 0.0822, 0.0972),
+        "rece": (0.0486, 0.0665, 0.0714, 0.0822, 0.0985),
+    },
+    "gowalla": {
+        "bce": (0.0175, 0.0341, 0.0415, 0.0507, 0.0739),
+        "gbce": (0.0165, 0.0337, 0.0410, 0.0506, 0.0733),
+        "ce_neg": (0.0162, 0.0321, 0.0402, 0.0475, 0.0729),
+        "ce": (0.0164, 0.0324, 0.0388, 0.0471, 0.0674),
+        "rece": (0.0192, 0.0372, 0.0449, 0.0546, 0.0787),
+    },
+}
+
+
+# ---------------------------------------------------------------- frames
 
 
 def results_frame(rows: Sequence[dict[str, Any]], dataset: str | None = None) -> pd.DataFrame:
@@ -32,25 +66,280 @@ def results_frame(rows: Sequence[dict[str, Any]], dataset: str | None = None) ->
     return frame.reset_index(drop=True)
 
 
-def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The displayed columns, formatted as text: metrics to 4 places, memory in binary units, time in seconds."""
-    out = pd.DataFrame(index=frame.index)
-    out["dataset"], out["loss"] = frame["dataset"], frame["loss"]
+def config_label(params: dict[str, Any]) -> str:
+    """The knobs a budget or a sweep turns: 'batch 64, n_ec 3, r 8'."""
+    shown = {"batch_size": params.get("batch_size")} if "batch_size" in params else {}
+    shown |= {k.removeprefix("loss."): v for k, v in sorted(params.items()) if k.startswith("loss.")}
+    return ", ".join(f"{_ABBREVIATIONS.get(k, k)} {v}" for k, v in shown.items()) or "-"
+
+
+def _config_key(params: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in params.items() if k not in ("seed", "budget_bytes")}, sort_keys=True)
+
+
+def configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs with status ok, one row per (dataset, loss, configuration), metrics averaged over seeds.
+
+    Columns: dataset, loss, config, seeds, the metrics, score (what picks a configuration), peak_bytes (the
+    highest over seeds), train_time_s (the mean).
+    """
+    columns = ["dataset", "loss", "config", "seeds", *METRIC_COLUMNS, "score", "peak_bytes", "train_time_s"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    ok = frame[frame["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    ok["key"] = ok["params"].map(_config_key)
+    ok["config"] = ok["params"].map(config_label)
+    ok["score"] = _selection_score(ok)
+    for column in (*METRIC_COLUMNS, "peak_bytes"):
+        ok[column] = pd.to_numeric(ok[column], errors="coerce") if column in ok else float("nan")
+    grouped = ok.groupby(["dataset", "loss", "key"], sort=False, dropna=False)
+    out = grouped.agg(
+        config=("config", "first"), seeds=("seed", "nunique"), **{m: (m, "mean") for m in METRIC_COLUMNS},
+        score=("score", "mean"), peak_bytes=("peak_bytes", "max"), train_time_s=("train_time_s", "mean"),
+    ).reset_index()  # fmt: skip
+    return out[columns]
+
+
+def _selection_score(frame: pd.DataFrame) -> pd.Series:
+    score = pd.Series(float("nan"), index=frame.index)
+    for column in reversed(SELECTION):  # the first present wins
+        if column in frame:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            score = values.where(values.notna(), score)
+    return score
+
+
+def pareto_fronts(configs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, loss): the configurations better than every cheaper one, by peak memory."""
+    measured = configs[configs["peak_bytes"].notna() & configs["score"].notna()]
+    fronts = []
+    for _, group in measured.groupby(["dataset", "loss"], sort=False):
+        best = float("-inf")
+        for _, row in group.sort_values(["peak_bytes", "score"], ascending=[True, False]).iterrows():
+            if row["score"] > best:
+                best = row["score"]
+                fronts.append(row)
+    if not fronts:
+        return configs.iloc[0:0]
+    return _ordered(pd.DataFrame(fronts).reset_index(drop=True), "peak_bytes")
+
+
+def _ordered(frame: pd.DataFrame, then: str) -> pd.DataFrame:
+    rank = {loss: i for i, loss in enumerate((*LOSS_ORDER,))}
+    order = frame["loss"].map(lambda loss: (rank.get(loss, len(rank)), loss))
+    return frame.assign(_order=order).sort_values(["dataset", "_order", then]).drop(columns="_order")
+
+
+def table2(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses: Sequence[str]) -> pd.DataFrame:
+    """The best configuration of each loss within the budget (None: any memory); dashes where nothing fits."""
+    here = configs[configs["dataset"] == dataset]
+    rows = []
+    for loss in _loss_order(losses):
+        mine = here[here["loss"] == loss]
+        if loss not in REFERENCE_LOSSES and budget_bytes is not None:
+            mine = mine[mine["peak_bytes"] <= budget_bytes]
+        mine = mine[mine["score"].notna()]
+        if mine.empty:
+            missing = "no run fits" if budget_bytes else "no finished run"
+            rows.append({"dataset": dataset, "loss": loss, "config": missing})
+        else:
+            rows.append(mine.loc[mine["score"].idxmax()].to_dict())
+    return pd.DataFrame(rows, columns=configs.columns)
+
+
+def _loss_order(losses: Sequence[str]) -> list[str]:
+    known = [loss for loss in LOSS_ORDER if loss in losses]
+    others = sorted(set(losses) - set(LOSS_ORDER) - set(REFERENCE_LOSSES))
+    return known + others + [loss for loss in REFERENCE_LOSSES if loss in losses]
+
+
+def budgets_of(frame: pd.DataFrame) -> list[int | None]:
+    """The budgets the runs were given, smallest first; [None] when none was."""
+    if "budget_bytes" not in frame:
+        return [None]
+    values = sorted({int(b) for b in frame["budget_bytes"].dropna()})
+    return values or [None]
+
+
+def paper_key(dataset: str) -> str | None:
+    """The paper dataset a prepared dataset stands for, by name: 'gowalla', 'kindle-sample' -> 'kindle'."""
+    head = dataset.lower().replace("-", "_").split("_")[0]
+    return head if head in PAPER_TABLE2 else None
+
+
+def paper_row(dataset: str, loss: str) -> tuple[float, ...] | None:
+    key = paper_key(dataset)
+    if key is None:
+        return None
+    return PAPER_TABLE2[key].get("ce" if loss == "ce_chunked" else loss)
+
+
+# ---------------------------------------------------------------- sections: what every text format shows
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    mark: str = ""  # "best", "second" or ""
+    paper: str = ""  # the paper's value for this cell, if any
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _memory(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else format_bytes(value)
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.1f}"
+
+
+def _marks(table: pd.DataFrame) -> dict[tuple[int, str], str]:
+    """Best (and second best) of each metric among the ranked losses, at the shown precision."""
+    marks = {}
+    ranked = table[~table["loss"].isin(REFERENCE_LOSSES)]
     for column in METRIC_COLUMNS:
-        values = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
-        out[column] = values.map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}")
-    out["peak"] = frame["peak_bytes"].map(lambda v: "-" if v is None or pd.isna(v) else format_bytes(v))
-    out["train_time_s"] = frame["train_time_s"].map(lambda v: f"{v:.1f}")
-    out["epochs"] = frame["epochs"].astype(int).astype(str)
-    out["status"] = frame["status"]
-    return out[list(TABLE_COLUMNS)]
+        shown = pd.to_numeric(ranked[column], errors="coerce").round(4).dropna()
+        levels = sorted(set(shown), reverse=True)
+        for place, level in zip(("best", "second"), levels, strict=False):
+            marks.update({(index, column): place for index in shown[shown == level].index})
+    return marks
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses) -> Section:
+    from rece_bench.budget import format_size
+
+    table = table2(configs, dataset, budget_bytes, losses).reset_index(drop=True)
+    marks = _marks(table)
+    rows = []
+    for index, row in table.iterrows():
+        paper = paper_row(dataset, row["loss"]) or ()
+        metrics = [
+            Cell(_number(row[c]), marks.get((index, c), ""), f"{paper[i]:.4f}" if paper else "")
+            for i, c in enumerate(METRIC_COLUMNS)
+        ]
+        rest = (_memory(row["peak_bytes"]), _seconds(row["train_time_s"]), str(row["config"]), _count(row["seeds"]))
+        rows.append((Cell(row["loss"]), *metrics, *(Cell(text) for text in rest)))
+    within = "at any memory"
+    if budget_bytes is not None:
+        within = f"within {format_size(budget_bytes)}"
+        within += f" ({format_bytes(budget_bytes)})" if format_size(budget_bytes) != format_bytes(budget_bytes) else ""
+    notes = ["best in bold, second underlined; picked by validation NDCG@10, test metrics shown"]
+    if paper_key(dataset):
+        notes.append(f"in parentheses: the paper's Table 2 on the full {paper_key(dataset)} dataset")
+    return Section(
+        f"{dataset}: Table 2, the best configuration of each loss {within}",
+        ("loss", *METRIC_TITLES, "peak", "train time (s)", "configuration", "seeds"),
+        tuple(rows),
+        tuple(notes),
+    )
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else str(int(value))
+
+
+def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
+    rows = []
+    for _, row in fronts[fronts["dataset"] == dataset].iterrows():
+        texts = (row["loss"], _memory(row["peak_bytes"]), _number(row["ndcg@10"]), _seconds(row["train_time_s"]))
+        rows.append(tuple(Cell(text) for text in (*texts, row["config"])))
+    return Section(
+        f"{dataset}: Pareto front of each loss, peak memory -> best NDCG@10",
+        ("loss", "peak", "NDCG@10", "train time (s)", "configuration"),
+        tuple(rows),
+    )
+
+
+def report_sections(frame: pd.DataFrame, budget_bytes: int | None = None) -> list[Section]:
+    """Per dataset: Table 2 for each budget of its runs (or the one given), then the Pareto fronts."""
+    if frame.empty:
+        return []
+    configs = configurations(frame)
+    fronts = pareto_fronts(configs)
+    sections = []
+    for dataset in sorted(frame["dataset"].unique()):
+        mine = frame[frame["dataset"] == dataset]
+        losses = list(mine["loss"].unique())
+        for budget in [budget_bytes] if budget_bytes is not None else budgets_of(mine):
+            sections.append(table2_section(configs, dataset, budget, losses))
+        sections.append(front_section(fronts, dataset))
+    return sections
+
+
+# ---------------------------------------------------------------- renderers
+
+
+MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
+LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
+RICH_STYLE = {"best": "[bold]{}[/]", "second": "[underline]{}[/]"}
+
+
+def _styled(cell: Cell, style: dict[str, str], escape: Callable[[str], str] = str) -> str:
+    text = escape(cell.text)
+    text = style[cell.mark].format(text) if cell.mark else text
+    return f"{text} ({cell.paper})" if cell.paper else text
+
+
+def to_markdown_sections(sections: Sequence[Section]) -> str:
+    parts = []
+    for section in sections:
+        lines = [f"### {section.title}", ""]
+        lines.append("| " + " | ".join(section.columns) + " |")
+        lines.append("|" + "|".join("---" for _ in section.columns) + "|")
+        for row in section.rows:
+            cells = [_styled(c, MARKDOWN_STYLE) for c in row]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", *(f"_{note}_" for note in section.notes)]
+        parts.append("\n".join(lines).rstrip() + "\n")
+    return "\n".join(parts)
+
+
+def _latex_escape(text: str) -> str:
+    for raw, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def to_latex_sections(sections: Sequence[Section]) -> str:
+    parts = []
+    for section in sections:
+        spec = "l" + "r" * (len(section.columns) - 1)
+        lines = [f"% {section.title}", rf"\begin{{tabular}}{{{spec}}}", r"\hline"]
+        lines.append(" & ".join(_latex_escape(c) for c in section.columns) + r" \\ \hline")
+        for row in section.rows:
+            cells = [_styled(c, LATEX_STYLE, _latex_escape) for c in row]
+            lines.append(" & ".join(cells) + r" \\")
+        lines += [r"\hline", r"\end{tabular}", *(f"% {note}" for note in section.notes)]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def rich_sections(sections: Sequence[Section]) -> list:
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = []
+    for section in sections:
+        table = Table(title=section.title, caption="; ".join(section.notes) or None)
+        for i, column in enumerate(section.columns):
+            table.add_column(column, justify="left" if i == 0 or column == "configuration" else "right")
+        for row in section.rows:
+            table.add_row(*[_styled(c, RICH_STYLE, escape) for c in row])
+        tables.append(table)
+    return tables
 
 
 def to_json(frame: pd.DataFrame) -> str:
@@ -66,18 +355,36 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def render_text(frame: pd.DataFrame, fmt: str) -> str:
-    """The report as text in one of the non-Rich formats."""
+def render_text(frame: pd.DataFrame, fmt: str, budget_bytes: int | None = None) -> str:
+    """The report in a text format: markdown and latex show Table 2 and the fronts; csv and json the runs."""
     if fmt == "json":
         return to_json(frame)
-    table = summary_table(frame) if not frame.empty else pd.DataFrame(columns=list(TABLE_COLUMNS))
-    if fmt == "markdown":
-        return to_markdown(table)
     if fmt == "csv":
         buffer = io.StringIO()
         frame.drop(columns=[c for c in ("history",) if c in frame]).to_csv(buffer, index=False)
         return buffer.getvalue()
+    if fmt == "markdown":
+        return to_markdown_sections(report_sections(frame, budget_bytes))
+    if fmt == "latex":
+        return to_latex_sections(report_sections(frame, budget_bytes))
     raise UserError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------- the runs, one row each (`run`, `demo`)
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The displayed columns, formatted as text: metrics to 4 places, memory in binary units, time in seconds."""
+    out = pd.DataFrame(index=frame.index)
+    out["dataset"], out["loss"] = frame["dataset"], frame["loss"]
+    for column in METRIC_COLUMNS:
+        values = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
+        out[column] = values.map(_number)
+    out["peak"] = frame["peak_bytes"].map(_memory)
+    out["train_time_s"] = frame["train_time_s"].map(_seconds)
+    out["epochs"] = frame["epochs"].astype(int).astype(str)
+    out["status"] = frame["status"]
+    return out[list(TABLE_COLUMNS)]
 
 
 def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):

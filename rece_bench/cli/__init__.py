@@ -16,4 +16,4 @@ app = typer.Typer(
 )
 
 # Imported for their side effect: each module adds its commands to `app`.
-from rece_bench.cli import baseline, bench, commands, data, losses  # noqa: E402,F401
+from rece_bench.cli import baseline, bench, commands, data, losses, sweep  # noqa: E402,F401

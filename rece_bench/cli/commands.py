@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from rece_bench.cli import app
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, fail, user_errors
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, err_console, user_errors
 from rece_bench.errors import UserError
 
 ParamOption = Annotated[
@@ -117,6 +117,14 @@ def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, res
 
 
 OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
+BudgetOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
+]
+GridOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(help="TOML file of budget ladders per loss, replacing the built-in ones (Python 3.11+)."),
+]
 OptFloat = Optional[float]  # noqa: UP045
 
 # Model and batch defaults when neither an option nor a preset sets them (the paper's SASRec setup).
@@ -166,10 +174,17 @@ def run(
     track_memory_epochs: Annotated[
         int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
     ] = 1,
+    budget: BudgetOption = None,
+    grid: GridOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Train SASRec with one loss; report test quality, peak memory and training time."""
+    """Train SASRec with one loss; report test quality, peak memory and training time.
+
+    With --budget, the preferred configuration of the loss that fits the budget is chosen by probing a few real
+    training steps per candidate (see `rece_bench.budget`), then trained; batch size and the loss's grid knobs come
+    from the choice.
+    """
     from rece_bench.config import TrainConfig
 
     with user_errors():
@@ -182,10 +197,46 @@ def run(
             dataset=dataset, loss=loss, epochs=epochs, patience=patience, seed=seed, device=check_device(device),
             track_memory_epochs=track_memory_epochs, **fields,
         )  # fmt: skip
-        result = _train_and_show(config, data_dir, results_dir, resume)
+        if budget is None:
+            result = _train_and_show(config, data_dir, results_dir, resume)
+        else:
+            result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, resume)
     _show_rows([result.to_row()], title=f"{dataset}: {loss}")
     if result.status != "ok":
         console.print(f"[yellow]status {result.status}:[/] {result.message}")
+
+
+def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, resume: bool):
+    """Choose by probing, train, and say what was chosen, what it measured and what probing cost."""
+    from rece_bench.budget import format_size, ladder_for, parse_size, read_grid, train_within_budget
+    from rece_bench.memory import format_bytes
+    from rece_bench.paths import data_root, results_root
+
+    budget_bytes = parse_size(budget)
+    ladders = read_grid(grid) if grid is not None else None
+    clash = set(ladder_for(config.loss, ladders).knob_names) & {*given["loss_params"], *_given_batch(given)}
+    if clash:
+        raise UserError(f"--budget chooses {', '.join(sorted(clash))}: drop those options, or drop --budget")
+    console.print(f"probing {config.loss} candidates for a budget of {format_size(budget_bytes)}")
+    with RichTrainingProgress(config.loss) as progress:
+        try:
+            done = train_within_budget(
+                config, budget_bytes, data_root(data_dir), results_root(results_dir), progress, resume, ladders
+            )
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted:[/] saved with status 'interrupted'; add --resume to go on")
+            raise typer.Exit(code=130) from None
+    choice, result = done.choice, done.result
+    console.print(
+        f"budget {format_size(budget_bytes)}: chose {choice.candidate.label()} (probed peak "
+        f"{format_bytes(choice.peak_bytes)}, training peak {format_bytes(result.peak_bytes)}); "
+        f"{len(choice.probes)} probes in {choice.probe_time_s:.1f} s = {100 * done.probe_ratio:.1f}% of training"
+    )
+    return result
+
+
+def _given_batch(given: dict) -> list[str]:
+    return ["batch_size"] if given.get("batch_size") is not None else []
 
 
 def _show_rows(rows: list[dict], title: str) -> None:
@@ -196,49 +247,101 @@ def _show_rows(rows: list[dict], title: str) -> None:
 
 @app.command()
 def report(
-    fmt: Annotated[str, typer.Option("--format", help="table, json, csv or markdown.")] = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, markdown or latex (Table 2 and fronts); csv or json (the runs).")
+    ] = "table",
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,  # noqa: UP045
+    budget: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Table 2 within this budget only (default: one table per budget of the runs)."),
+    ] = None,
+    plot: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Also draw the Pareto fronts (Figure 4 analogue) into this PNG file."),
+    ] = None,
+    runs: Annotated[bool, typer.Option(help="Table format: also list every run.")] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Show every saved run: quality, peak memory, training time, status."""
+    """Per dataset: the paper's Table 2 (best configuration of each loss within a budget) and the Pareto fronts."""
     from rece_bench.paths import results_root
-    from rece_bench.report import FORMATS, render_text, results_frame, rich_table
+    from rece_bench.report import FORMATS, render_text, report_sections, results_frame, rich_sections, rich_table
     from rece_bench.results import read_results
 
-    if fmt not in FORMATS:
-        fail(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
-    root = results_root(results_dir)
-    frame = results_frame(read_results(root), dataset)
-    if fmt == "table":
-        if frame.empty:
-            console.print(f"no results under {root}: run `rece-bench run` first")
+    with user_errors():
+        if fmt not in FORMATS:
+            raise UserError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+        budget_bytes = _parse_budget(budget)
+        root = results_root(results_dir)
+        frame = results_frame(read_results(root), dataset)
+        if frame.empty and fmt in ("table", "markdown", "latex"):
+            console.print(f"no results under {root}: run `rece-bench run` or `rece-bench sweep` first")
             return
-        console.print(rich_table(frame))
-        return
-    typer.echo(render_text(frame, fmt), nl=False)
+        if plot is not None:
+            from rece_bench.plot import plot_fronts
+
+            plot_fronts(frame, plot)
+        if fmt == "table":
+            for table in rich_sections(report_sections(frame, budget_bytes)):
+                console.print(table)
+            if runs:
+                console.print(rich_table(frame))
+        else:
+            typer.echo(render_text(frame, fmt, budget_bytes), nl=False)
+    if plot is not None:  # on stderr unless the report is the Rich table: stdout stays machine-readable
+        (console if fmt == "table" else err_console).print(f"plot written to {plot}", highlight=False)
+
+
+def _parse_budget(budget: str | None) -> int | None:
+    from rece_bench.budget import parse_size
+
+    return None if budget is None else parse_size(budget)
 
 
 @app.command()
 def demo(
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per loss.")] = 25,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per loss.")] = 8,
+    budget: Annotated[str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")] = "100MB",
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """The main job on the embedded default: a small synthetic set, SASRec with full CE, and popularity for scale."""
+    """The main job on the embedded default: CE, BCE+ and RECE fitted to one small memory budget on a synthetic set,
+    shown as the paper's Table 2 and Pareto fronts, with popularity for scale."""
     from rece_bench.demo import DemoConfig, run_demo
     from rece_bench.paths import data_root, results_root
 
     with user_errors():
-        config = DemoConfig(data_root(data_dir), results_root(results_dir), epochs=epochs)
+        budget_bytes = None if budget.lower() == "none" else _parse_budget(budget)
+        config = DemoConfig(data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes)
         sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
-        console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}")
+        console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}")
         try:
-            results = run_demo(config, RichTrainingProgress)
+            runs = run_demo(config, RichTrainingProgress)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             raise typer.Exit(code=130) from None
-    _show_rows([r.to_row() for r in results], title="demo: test metrics on the synthetic set")
-    _show_ratio(results)
+    _show_choices(runs)
+    _show_report([run.result.to_row() for run in runs])
+    _show_ratio([run.result for run in runs])
+
+
+def _show_choices(runs) -> None:
+    from rece_bench.memory import format_bytes
+
+    for run in runs:
+        if run.choice is not None:
+            choice, result = run.choice, run.result
+            console.print(
+                f"{result.loss}: chose {choice.candidate.label()} after {len(choice.probes)} probes "
+                f"({choice.probe_time_s:.1f} s); probed peak {format_bytes(choice.peak_bytes)}, training peak "
+                f"{format_bytes(result.peak_bytes)}, status {result.status}"
+            )
+
+
+def _show_report(rows: list[dict]) -> None:
+    from rece_bench.report import report_sections, results_frame, rich_sections
+
+    for table in rich_sections(report_sections(results_frame(rows))):
+        console.print(table)
 
 
 def _show_ratio(results) -> None:
