@@ -115,9 +115,10 @@ def test_custom_missing_columns_and_bad_options(tmp_path):
     result = run("prepare", "custom", "--file", table, "--time-col", "ts", "--data-dir", tmp_path)
     assert_one_line_error(result, "lacks column(s) user_id, item_id, ts")
     assert_one_line_error(run("prepare", "nope", "--data-dir", tmp_path), "unknown dataset 'nope'")
-    assert_one_line_error(run("prepare", "gowalla", "--no-filter", "--k-core"), "--no-filter")
-    assert_one_line_error(run("prepare", "gowalla", "--users", 5), "synthetic only")
-    assert_one_line_error(run("prepare", "gowalla", "--raw", tmp_path / "absent.gz"), "does not exist")
+    assert_one_line_error(run("prepare", "gowalla", "--no-filter", "--k-core", "--data-dir", tmp_path), "--no-filter")
+    assert_one_line_error(run("prepare", "gowalla", "--users", 5, "--data-dir", tmp_path), "synthetic only")
+    absent = tmp_path / "absent.gz"
+    assert_one_line_error(run("prepare", "gowalla", "--raw", absent, "--data-dir", tmp_path), "does not exist")
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

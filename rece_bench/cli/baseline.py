@@ -20,7 +20,7 @@ def popularity(
     """Rank items by training popularity and evaluate it like a model (saved as loss 'popularity')."""
     from rece_bench.baselines import popularity_run
     from rece_bench.paths import data_root, results_root
-    from rece_bench.report import rich_table, results_frame
+    from rece_bench.report import results_frame, rich_table
 
     with user_errors():
         result = popularity_run(dataset, data_root(data_dir), results_root(results_dir), max_len)
