@@ -184,6 +184,9 @@ def _synthetic_filter(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]
 
 def _filtered(config: PrepareConfig, card: DatasetCard, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     if config.filter is None and card.name == "synthetic":
+        if config.synthetic is not None and config.synthetic.like:
+            # --like asks for a paper dataset's exact sizes (for memory benchmarks): no filter may change them.
+            return frame, {**NO_FILTER.settings(), "policy": f"none: sizes copied from {config.synthetic.like}"}
         return _synthetic_filter(frame)
     chosen = config.filter or (FilterConfig() if card.filtered else NO_FILTER)
     return apply_filter(frame, chosen), chosen.settings()

@@ -32,7 +32,8 @@ def generate_synthetic(
     popularity = _zipf_popularity(items, rng)
     ring_order, successors = _item_graph(items, rng)
     lengths = _sequence_lengths(users, interactions, rng)
-    items_flat = _walk(lengths, popularity, ring_order, successors, follow_prob, rng)
+    items_flat, jumped = _walk(lengths, popularity, ring_order, successors, follow_prob, rng)
+    _cover_catalogue(items_flat, jumped, items, rng)
     user_flat = np.repeat(np.arange(users, dtype=np.int64), lengths)
     timestamps = _timestamps(lengths, rng)
     return pd.DataFrame({"user": user_flat, "item": items_flat, "timestamp": timestamps})
@@ -91,18 +92,24 @@ def _walk(
     successors: np.ndarray,
     follow_prob: float,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Flat item ids of every user's walk, users one after another; vectorised over users per step."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat item ids of every user's walk, users one after another, and which rows were random jumps.
+
+    Vectorised over users per step; each walk starts at a uniform point of the ring, so the walks spread over the
+    whole catalogue.
+    """
     users = len(lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     out = np.empty(int(lengths.sum()), dtype=np.int64)
-    current = rng.choice(len(popularity), size=users, p=popularity)
+    jumped = np.zeros(len(out), dtype=bool)
+    current = ring_order[rng.integers(0, len(ring_order), size=users)]
     for step in range(int(lengths.max())):
         active = np.flatnonzero(lengths > step)  # users whose walk is still going
+        rows = offsets[active] + step
         if step > 0:
-            current[active] = _next_items(current[active], popularity, successors, follow_prob, rng)
-        out[offsets[active] + step] = current[active]
-    return out
+            current[active], jumped[rows] = _next_items(current[active], popularity, successors, follow_prob, rng)
+        out[rows] = current[active]
+    return out, jumped
 
 
 def _next_items(
@@ -111,11 +118,30 @@ def _next_items(
     successors: np.ndarray,
     follow_prob: float,
     rng: np.random.Generator,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     choice = rng.choice(N_SUCCESSORS, size=len(current), p=SUCCESSOR_PROBS)
     followed = successors[current, choice]  # (A,)
     jumped = rng.choice(len(popularity), size=len(current), p=popularity)
-    return np.where(rng.random(len(current)) < follow_prob, followed, jumped)
+    jump = rng.random(len(current)) >= follow_prob
+    return np.where(jump, jumped, followed), jump
+
+
+def _cover_catalogue(items_flat: np.ndarray, jumped: np.ndarray, items: int, rng: np.random.Generator) -> None:
+    """Give every item at least one interaction, so that the catalogue has exactly ``items`` items.
+
+    Items no walk reached replace random jumps (which carry no sequential signal anyway), in place. Where there
+    are fewer jumps than missing items (tiny data with little noise), the catalogue stays smaller.
+    """
+    for _ in range(8):  # an overwritten jump may have held an item's only row: a few passes settle it
+        missing = np.setdiff1d(np.arange(items), items_flat)
+        counts = np.bincount(items_flat, minlength=items)
+        slots = np.flatnonzero(jumped & (counts[items_flat] > 1))
+        take = min(len(missing), len(slots))
+        if take == 0:
+            return
+        chosen = rng.choice(slots, size=take, replace=False)
+        items_flat[chosen] = missing[:take]
+        jumped[chosen] = False
 
 
 def _timestamps(lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
