@@ -11,9 +11,7 @@ from rece_bench.errors import UserError
 
 def _positive_int(owner: str, name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(
-            f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1"
-        )
+        raise UserError(f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1")
 
 
 def _flag(name: str) -> str:
@@ -50,9 +48,7 @@ class TrainConfig:
         for name in ("eval_users_chunk", "eval_items_chunk"):
             _positive_int(owner, name, getattr(self, name))
         if self.track_memory_epochs < 0:
-            raise UserError(
-                f"{owner}: track_memory_epochs must be >= 0 (0 = all), got {self.track_memory_epochs}"
-            )
+            raise UserError(f"{owner}: track_memory_epochs must be >= 0 (0 = all), got {self.track_memory_epochs}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"{owner}: dropout must be in [0, 1), got {self.dropout!r}: pass --dropout 0.3")
         if not self.lr > 0:

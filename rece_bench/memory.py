@@ -103,9 +103,7 @@ class PeakMemory(contextlib.AbstractContextManager):
         if self.is_cuda:
             torch.cuda.synchronize(self.device)
             peak = int(torch.cuda.max_memory_allocated(self.device))
-            self.stats = MemoryStats(
-                peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml_used_bytes()
-            )
+            self.stats = MemoryStats(peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml_used_bytes())
             return None
         assert self._tracker is not None
         self._tracker.__exit__(*exc)

@@ -107,9 +107,7 @@ def _distinct_items_per_user(users: np.ndarray, items: np.ndarray, kept_users: n
     return _csr(row[order], pairs["item"].to_numpy()[order], len(kept_users))
 
 
-def iterate_batches(
-    sequences: TrainSequences, batch_size: int, generator: torch.Generator
-) -> Iterator[TrainBatch]:
+def iterate_batches(sequences: TrainSequences, batch_size: int, generator: torch.Generator) -> Iterator[TrainBatch]:
     """Shuffled batches, dropping the last incomplete one (as the authors do) unless it is the only one."""
     order = torch.randperm(len(sequences), generator=generator)
     n_full = len(sequences) // batch_size

@@ -71,9 +71,7 @@ class CausalSelfAttention(nn.Module):
             attn_mask=allowed,  # (B, 1, L, L) True where a query may look
             dropout_p=self.dropout if self.training else 0.0,
         )
-        return self.out_proj(
-            attended.transpose(1, 2).reshape(batch, length, dim)
-        )  # (B, H, L, D/H) -> (B, L, D)
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, dim))  # (B, H, L, D/H) -> (B, L, D)
 
 
 class PointWiseFeedForward(nn.Module):

@@ -7,9 +7,7 @@ from rece_bench.models.sasrec import SASRec, SASRecConfig
 
 def _model(max_len=8, **kw):
     torch.manual_seed(0)
-    model = SASRec(
-        SASRecConfig(num_items=30, max_len=max_len, dim=16, n_blocks=2, n_heads=2, dropout=0.3, **kw)
-    )
+    model = SASRec(SASRecConfig(num_items=30, max_len=max_len, dim=16, n_blocks=2, n_heads=2, dropout=0.3, **kw))
     return model.eval().double()
 
 
