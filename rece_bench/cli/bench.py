@@ -43,7 +43,7 @@ def bench_step(
     from datetime import datetime, timezone
 
     from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
-    from rece_bench.cli.commands import check_device
+    from rece_bench.cli.common import check_device
     from rece_bench.io import atomic_write_json
     from rece_bench.paths import data_root, results_root
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from rece_bench.cli import app
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, err_console, user_errors
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, err_console, user_errors
 from rece_bench.errors import UserError
 
 ParamOption = Annotated[
@@ -32,18 +32,6 @@ def parse_params(pairs: list[str] | None) -> dict[str, object]:
         except (ValueError, SyntaxError):
             params[key.strip()] = raw.strip()
     return params
-
-
-def check_device(device: str) -> str:
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available here: use --device cpu")
-    return device
 
 
 class RichTrainingProgress:

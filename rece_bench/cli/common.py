@@ -42,3 +42,18 @@ def user_errors() -> Iterator[None]:
         yield
     except UserError as exc:
         fail(str(exc))
+
+
+def check_device(text: str) -> str:
+    """A device this machine has, as a string: 'cpu', 'cuda' or 'cuda:N'; anything else is a UserError."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device {text!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {text} asked for, but CUDA is not available here: use --device cpu")
+    if device.type not in {"cpu", "cuda"}:
+        raise UserError(f"--device {text}: only cpu and cuda are measured")
+    return str(device)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from rece_bench.cli import app
-from rece_bench.cli.common import ResultsDirOption, console, user_errors
+from rece_bench.cli.common import ResultsDirOption, check_device, console, user_errors
 
 if TYPE_CHECKING:
     from rece_bench.bench_loss import BenchLossRow
@@ -59,7 +59,7 @@ def bench_loss_command(
 
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or ALL_LOSSES),
-            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=_device(device),
+            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=check_device(device),
             seed=seed, threads=threads,
         )  # fmt: skip
         table = _bench_table()
@@ -67,22 +67,6 @@ def bench_loss_command(
         console.print(table)
         if result.path is not None:
             console.print(f"rows saved to {result.path}")
-
-
-def _device(text: str) -> str:
-    import torch
-
-    from rece_bench.errors import UserError
-
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"--device {text!r} is not a device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {text} asked for but CUDA is not available here: use --device cpu")
-    if device.type not in {"cpu", "cuda"}:
-        raise UserError(f"--device {text}: only cpu and cuda are measured")
-    return str(device)
 
 
 def _bench_table() -> Table:

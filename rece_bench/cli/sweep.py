@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from rece_bench.cli import app
-from rece_bench.cli.commands import GridOption, check_device
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, user_errors
+from rece_bench.cli.commands import GridOption
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, user_errors
 from rece_bench.errors import UserError
 
 
