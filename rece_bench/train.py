@@ -133,7 +133,9 @@ def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch
         dropout=config.dropout,
     )
     model = SASRec(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98))
+    # The fused kernel does the same update in one pass over each tensor, several times faster than the default
+    # on CPU for a large item table (the model's dominant parameter); `bench-step` shows the whole-step effect.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), fused=True)
     return model, optimizer
 
 
