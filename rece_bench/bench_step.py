@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rece_bench.config import TrainConfig
+from rece_bench.config import TrainConfig, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.memory import PeakMemory
@@ -42,8 +42,7 @@ class StepBenchConfig:
         if not self.configs:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
         for name in ("batch_size", "max_len", "dim", "steps"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+            positive_int("bench-step", name, getattr(self, name))
         if self.warmup < 0:
             raise UserError(f"warmup must be >= 0, got {self.warmup}")
 

@@ -9,7 +9,7 @@ from typing import Any
 from rece_bench.errors import UserError
 
 
-def _positive_int(owner: str, name: str, value: Any) -> None:
+def positive_int(owner: str, name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1")
 
@@ -44,9 +44,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         owner = "train config"
         for name in ("epochs", "patience", "batch_size", "max_len", "dim", "n_blocks", "n_heads"):
-            _positive_int(owner, name, getattr(self, name))
+            positive_int(owner, name, getattr(self, name))
         for name in ("eval_users_chunk", "eval_items_chunk"):
-            _positive_int(owner, name, getattr(self, name))
+            positive_int(owner, name, getattr(self, name))
         if self.track_memory_epochs < 0:
             raise UserError(f"{owner}: track_memory_epochs must be >= 0 (0 = all), got {self.track_memory_epochs}")
         if not 0.0 <= self.dropout < 1.0:
