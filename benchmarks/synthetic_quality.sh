@@ -4,18 +4,11 @@
 # from `rece-bench report --results-dir results/synthetic --format markdown` after this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh
 RB=${RB:-.venv/bin/rece-bench}
 OUT=${OUT:-results/synthetic}
 COMMON=(--dataset synthetic --epochs 40 --patience 3 --batch-size 128 --max-len 50 --results-dir "$OUT")
 [ -d datasets/synthetic ] || $RB prepare synthetic
 $RB popularity --dataset synthetic --max-len 50 --results-dir "$OUT"
-for loss in ${LOSSES:-ce ce_chunked bce gbce ce_neg rece}; do
-  case $loss in
-    bce|ce_neg) params=(-p n_negatives=256) ;;
-    gbce) params=(-p n_negatives=256 -p t=0.75) ;;
-    rece) params=(-p n_extra_chunks=3 -p rounds=8) ;;
-    *) params=() ;;
-  esac
-  $RB run --loss "$loss" "${params[@]}" "${COMMON[@]}"
-done
+run_every_loss "$RB" "${COMMON[@]}"
 $RB report --results-dir "$OUT" --format markdown
