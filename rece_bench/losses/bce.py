@@ -19,10 +19,9 @@ def binary_ce(positive_nll: torch.Tensor, negative_logits: torch.Tensor) -> torc
     return ((positive_nll + negative_nll) / (1 + negative_logits.shape[1])).mean()
 
 
-@register
-class BCEPlus(Loss):
-    name = "bce"
-    description = "BCE+: binary CE, K negatives per position without replacement, excluding the user's items."
+class ExcludingSampledLoss(Loss):
+    """Shared by BCE+ and CE-: K negatives drawn without replacement among the items a user has not seen."""
+
     params = (N_NEGATIVES, GENERATOR)
     needs_batch = True
 
@@ -30,6 +29,12 @@ class BCEPlus(Loss):
         super().__init__(num_items)
         self.n_negatives = check_int("n_negatives", n_negatives, minimum=1, maximum=num_items)
         self.generator = check_generator(generator)
+
+
+@register
+class BCEPlus(ExcludingSampledLoss):
+    name = "bce"
+    description = "BCE+: binary CE, K negatives per position without replacement, excluding the user's items."
 
     def sample_negatives(self, targets: torch.Tensor, batch: LossBatch) -> torch.Tensor:
         """(N, K) ids, distinct per position, none seen by the position's user."""

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from rece_bench.losses.base import Loss, LossBatch, check_generator, check_int, register
-from rece_bench.losses.bce import GENERATOR, N_NEGATIVES
+from rece_bench.losses.base import LossBatch, register
+from rece_bench.losses.bce import ExcludingSampledLoss
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 
 @register
-class SampledCrossEntropy(Loss):
+class SampledCrossEntropy(ExcludingSampledLoss):
     name = "ce_neg"
     description = "CE-: softmax over the positive and K negatives shared per sequence, excluding user items."
-    params = (N_NEGATIVES, GENERATOR)
-    needs_batch = True
-
-    def __init__(self, num_items: int, n_negatives: int = 256, generator: torch.Generator | None = None) -> None:
-        super().__init__(num_items)
-        self.n_negatives = check_int("n_negatives", n_negatives, minimum=1, maximum=num_items)
-        self.generator = check_generator(generator)
 
     def sample_negatives(self, batch: LossBatch) -> torch.Tensor:
         """(B, K) ids, one distinct set per sequence, none seen by the sequence's user."""
