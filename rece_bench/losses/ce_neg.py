@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from rece_bench.losses.base import LossBatch, register
-from rece_bench.losses.bce import ExcludingSampledLoss
+from rece_bench.losses.base import LossBatch, ParamSpec, register
+from rece_bench.losses.bce import GENERATOR, ExcludingSampledLoss
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 
@@ -14,6 +14,7 @@ from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 class SampledCrossEntropy(ExcludingSampledLoss):
     name = "ce_neg"
     description = "CE-: softmax over the positive and K negatives shared per sequence, excluding user items."
+    params = (ParamSpec("n_negatives", "int", 256, "Negatives per sequence, shared by its positions."), GENERATOR)
 
     def sample_negatives(self, batch: LossBatch) -> torch.Tensor:
         """(B, K) ids, one distinct set per sequence, none seen by the sequence's user."""
