@@ -7,6 +7,7 @@ Only the ``rece_bench.cli`` package imports typer. Commands import torch inside 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -16,7 +17,10 @@ from rich.console import Console
 
 from rece_bench.errors import UserError
 
-console = Console()
+# Piped or captured output has no terminal width; Rich would assume 80 columns and cut the result tables with
+# ellipses, so such output gets room for a full table row instead.
+PIPED_WIDTH = 160
+console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err_console = Console(stderr=True)
 
 DataDirOption = Annotated[
