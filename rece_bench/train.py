@@ -31,6 +31,7 @@ from rece_bench.data.loader import (
 )
 from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
+from rece_bench.losses import LossBatch, build_loss
 from rece_bench.memory import PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunResult, make_run_id, write_result
@@ -98,8 +99,6 @@ def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
 
 def loss_inputs(model: SASRec, batch: TrainBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """Hidden states of the non-pad positions, their 0-based targets, and what samplers need."""
-    from rece_bench.losses import LossBatch
-
     inputs = batch.inputs.to(device)
     hidden = model(inputs)  # (B, L, D)
     real = inputs != 0  # (B, L)
@@ -140,8 +139,6 @@ def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch
 
 
 def build_loss_for(config: TrainConfig, num_items: int, device: torch.device) -> torch.nn.Module:
-    from rece_bench.losses import build_loss
-
     return build_loss(config.loss, num_items=num_items, **config.loss_params).to(device)
 
 

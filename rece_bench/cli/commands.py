@@ -51,7 +51,6 @@ class RichTrainingProgress:
         )
         self._label = label
         self._epochs = self._steps = None
-        self._valid = float("nan")
 
     def __enter__(self) -> RichTrainingProgress:
         self._progress.__enter__()
