@@ -10,8 +10,8 @@ round q' exactly when |chunk_q'(j) - chunk_q'(t)| <= n_ec: no sort, no per-posit
 
 Memory, beyond the authors: the (r, n_b, C) projections are never held (items are bucketed in slices);
 candidate ids live per chunk as a view of the sorted order; the logits are streamed over groups of chunks by
-a custom autograd function that keeps only the (N,) log-partition and recomputes each group in the backward
-pass.
+a custom autograd function that keeps only the (N,) log-partition and the earlier-round flags packed to one
+bit per pair, and recomputes each group in the backward pass.
 
 Letters: r rounds, n_b buckets, n_c chunks, P positions per chunk, I items per chunk, W = (1 + 2 n_ec) I
 candidates per chunk, G chunks per streamed group.
@@ -81,8 +81,9 @@ def make_plan(
     pos_per_chunk = -(-n_positions // n_chunks)
     items_per_chunk = -(-num_items // n_chunks)
     window = (1 + 2 * n_extra) * items_per_chunk
-    # per chunk: logits, masks and chunk-index gaps (P, W); span embeddings and their grad (I, D~64)
-    per_chunk = pos_per_chunk * window * (elem_bytes + 3 + 4) + items_per_chunk * 2 * 64 * elem_bytes
+    # per chunk: logits and logsumexp's temporary, earlier-round flags, their chunk gaps (P, W); span embeddings
+    # and their grad (I, D~64)
+    per_chunk = pos_per_chunk * window * (2 * elem_bytes + 4) + items_per_chunk * 2 * 64 * elem_bytes
     group = max(1, min(n_chunks, block_bytes // max(1, per_chunk)))
     return RecePlan(
         n_positions, num_items, n_rounds, n_buckets, n_chunks, n_extra, pos_per_chunk, items_per_chunk, group
@@ -138,127 +139,206 @@ def draw_rounds(
     return Rounds(pos_order, item_order, pos_chunk, item_chunk)
 
 
-def padded_orders(rounds: Rounds, plan: RecePlan, q: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Round q's position order padded to n_c P slots, and its item order with n_ec pad chunks before and
-    enough after for the last window; pad slots hold id 0 and are masked by slot index."""
-    pos_slots = torch.zeros(plan.n_chunks * plan.pos_per_chunk, dtype=torch.long, device=rounds.pos_order.device)
-    pos_slots[: plan.n_positions] = rounds.pos_order[q]
+_PACK = 0x0102040810204080  # eight 0/1 bytes times this: the eight flags land in the top byte, flag i as bit i
+_SPREAD = 0x0101010101010101  # a byte times this: the byte copied into all eight
+_BIT_OF_BYTE = 0x8040201008040201 - (1 << 64)  # byte i keeps bit i (the constant as a signed int64)
+_ROUND_UP = 0x7F7F7F7F7F7F7F7F  # byte + 0x7F has its top bit set iff the byte is nonzero; no carries
+
+
+def pack_flags(flags: torch.Tensor) -> torch.Tensor:
+    """Contiguous uint8 0/1 flags (8 n,) as uint8 (n,): flag 8 k + i is bit i of byte k (little-endian)."""
+    words = flags.view(torch.int64)  # (n,): eight flags per word, one per byte
+    return words.mul(_PACK).bitwise_right_shift_(56).bitwise_and_(0xFF).to(torch.uint8)
+
+
+def unpack_flags(bits: torch.Tensor) -> torch.Tensor:
+    """The inverse of pack_flags: uint8 (n,) -> uint8 0/1 (8 n,)."""
+    words = bits.to(torch.int64).mul_(_SPREAD).bitwise_and_(_BIT_OF_BYTE)  # byte i of word k: bit i of bits[k]
+    words.add_(_ROUND_UP).bitwise_right_shift_(7).bitwise_and_(_SPREAD)  # each byte -> 0 or 1
+    return words.view(torch.uint8)
+
+
+@dataclass(frozen=True)
+class RoundSlots:
+    """Round q in slots: positions in sorted order padded to n_c P; items in sorted order with n_ec pad chunks
+    before and enough after for the last window (pad slots hold id 0 and are masked by slot index); and, per
+    position slot, the item slot of that position's positive."""
+
+    q: int
+    pos: torch.Tensor  # (n_c P,) long
+    items: torch.Tensor  # ((n_c + 2 n_ec) I,) long
+    target_slot: torch.Tensor  # (n_c P,) long
+
+
+def round_slots(rounds: Rounds, plan: RecePlan, targets: torch.Tensor, q: int) -> RoundSlots:
+    device = targets.device
+    pos = torch.zeros(plan.n_chunks * plan.pos_per_chunk, dtype=torch.long, device=device)
+    pos[: plan.n_positions] = rounds.pos_order[q]
     lead = plan.n_extra * plan.items_per_chunk
-    item_slots = torch.zeros(
-        (plan.n_chunks + 2 * plan.n_extra) * plan.items_per_chunk, dtype=torch.long, device=pos_slots.device
-    )
-    item_slots[lead : lead + plan.num_items] = rounds.item_order[q]
-    return pos_slots, item_slots
+    items = torch.zeros((plan.n_chunks + 2 * plan.n_extra) * plan.items_per_chunk, dtype=torch.long, device=device)
+    items[lead : lead + plan.num_items] = rounds.item_order[q]
+    slot_of_item = torch.empty(plan.num_items, dtype=torch.long, device=device)
+    slot_of_item.scatter_(0, rounds.item_order[q], torch.arange(lead, lead + plan.num_items, device=device))
+    return RoundSlots(q, pos, items, slot_of_item.index_select(0, targets.index_select(0, pos)))
 
 
 @dataclass(frozen=True)
 class Group:
     """One streamed group of G position chunks of a round, scored against its span of G + 2 n_ec item chunks.
 
-    Logits are laid out (O, G, P, I) with O = 1 + 2 n_ec window offsets: [k, g, p, i] scores position p of
-    chunk c = start + g against item i of chunk c - n_ec + k. Each offset k is one bmm against a contiguous
-    slice of the span, so every item is gathered once per group, not once per window that holds it.
+    Logits are (G, P, W): [g, p, w] scores position p of chunk c = start + g against the w-th item of its
+    window, span rows g I .. (g + 1 + 2 n_ec) I. The windows are an overlapping strided view of the span, so
+    every item is gathered once per group and one bmm scores the whole group.
+
+    The logits come unmasked, with the masks beside them: callers zero the masked pairs after the exponential.
+    Masking to -inf first would be as exact but slow: the CPU exp kernels leave their vectorised path for
+    inputs far below zero (measured 15x slower on -inf), and bool masks are slow to build and apply where
+    integer arithmetic and a product by 0/1 bytes are not. Every masked pair but a pad slot (the positive, and
+    pairs of an earlier round) is in the position's partition, so a masked logit may set the row's shift.
     """
 
-    logits: torch.Tensor  # (O, G, P, I), masked to -inf
-    pos: torch.Tensor  # (G, P) position ids (pad slots hold 0)
+    logits: torch.Tensor  # (G, P, W), unmasked
+    pos: torch.Tensor  # (G P,) position ids (pad slots hold 0)
     pos_hidden: torch.Tensor  # (G, P, D)
-    span: torch.Tensor  # (G + 2 n_ec, I) item ids (pad slots hold 0)
+    span: torch.Tensor  # ((G + 2 n_ec) I,) item ids (pad slots hold 0)
     span_emb: torch.Tensor  # (G + 2 n_ec, I, D)
+    positive: torch.Tensor  # (K,) flat indices into logits of the positives inside their windows
+    pad: torch.Tensor | None  # (G, 1, W) bool view, pad item slots; None when the group has none
+    keep: torch.Tensor | None  # (G, P, W) uint8, 0 where scored in an earlier round, else 1; None in round 0
+
+    @property
+    def windows(self) -> torch.Tensor:
+        return window_view(self.span_emb, self.logits.shape[0], self.logits.shape[2])
+
+    def zero_masked_(self, values: torch.Tensor) -> torch.Tensor:
+        """Zero every masked pair of ``values`` (G, P, W) in place (after exp: a masked pair adds nothing)."""
+        values.view(-1).index_fill_(0, self.positive, 0.0)
+        if self.pad is not None:
+            values.masked_fill_(self.pad, 0.0)
+        if self.keep is not None:
+            values.mul_(self.keep)
+        return values
+
+
+def window_view(span_emb: torch.Tensor, n_group: int, width: int) -> torch.Tensor:
+    """(G, W, D), a view of the span (G + 2 n_ec, I, D): window g is span rows g I .. g I + W."""
+    i_size, dim = span_emb.shape[1:]
+    return span_emb.view(-1, dim).as_strided((n_group, width, dim), (i_size * dim, dim, 1))
 
 
 def group_logits(
     hidden: torch.Tensor,
     item_emb: torch.Tensor,
-    targets: torch.Tensor,
     plan: RecePlan,
     rounds: Rounds,
-    q: int,
-    slots: tuple[torch.Tensor, torch.Tensor],
+    slots: RoundSlots,
     chunks: range,
-) -> Group:
-    """The masked logits of chunks ``chunks`` of round q (pad items, each position's positive, and pairs
-    already scored in an earlier round masked)."""
-    n_group, p_size, i_size, n_off = len(chunks), plan.pos_per_chunk, plan.items_per_chunk, 1 + 2 * plan.n_extra
-    pos = slots[0][chunks.start * p_size : chunks.stop * p_size].view(n_group, p_size)  # (G P,) -> (G, P)
+    keep_bits: torch.Tensor | None = None,
+) -> tuple[Group, torch.Tensor | None]:
+    """The logits of chunks ``chunks`` of round q and their masks: pad items, each position's positive, and
+    (q > 0) pairs already scored in an earlier round. Returns the group and, for q > 0, the keep flags (flat
+    uint8 0/1, padded to a multiple of 8), recomputed or unpacked from ``keep_bits``."""
+    n_group, p_size, i_size, width = len(chunks), plan.pos_per_chunk, plan.items_per_chunk, plan.window
+    dim = hidden.shape[1]
+    rows = slice(chunks.start * p_size, chunks.stop * p_size)
     span_slots = slice(chunks.start * i_size, (chunks.stop + 2 * plan.n_extra) * i_size)
-    span = slots[1][span_slots].view(-1, i_size)  # ((G + 2 n_ec) I,) -> (G + 2 n_ec, I)
-    pos_hidden, span_emb = hidden[pos], item_emb[span]  # (G, P, D), (G + 2 n_ec, I, D)
-    logits = torch.empty(n_off, n_group, p_size, i_size, dtype=hidden.dtype, device=hidden.device)
-    for k in range(n_off):
-        torch.bmm(pos_hidden, span_emb[k : k + n_group].transpose(1, 2), out=logits[k])  # (G,P,D)x(G,D,I)
-    cand = span.as_strided((n_off, n_group, i_size), (i_size, i_size, 1))  # cand[k, g] = span[g + k], a view
-    slot = span_slots.start + torch.arange(span.numel(), device=span.device).view(span.shape)  # (G + 2 n_ec, I)
+    pos, span = slots.pos[rows], slots.items[span_slots]  # (G P,), ((G + 2 n_ec) I,)
+    pos_hidden = hidden.index_select(0, pos).view(n_group, p_size, dim)  # (G, P, D)
+    span_emb = item_emb.index_select(0, span).view(-1, i_size, dim)  # (G + 2 n_ec, I, D)
+    logits = torch.bmm(pos_hidden, window_view(span_emb, n_group, width).transpose(1, 2))  # -> (G, P, W)
+    # the positive sits at window column (its slot - the window's first slot) when inside the window
+    first_slot = (torch.arange(chunks.start, chunks.stop, device=pos.device) * i_size)[:, None]  # (G, 1)
+    column = slots.target_slot[rows].view(n_group, p_size) - first_slot  # (G, P)
+    inside = ((column >= 0) & (column < width)).view(-1)  # (G P,)
+    positive = (torch.arange(n_group * p_size, device=pos.device) * width + column.view(-1))[inside]  # (K,)
+    pad = None
     lead = plan.n_extra * i_size
-    pad = (slot < lead) | (slot >= lead + plan.num_items)  # (G + 2 n_ec, I)
-    masked = pad.as_strided(cand.shape, cand.stride())[:, :, None, :]  # (O, G, 1, I)
-    masked = masked | (cand[:, :, None, :] == targets[pos][None, :, :, None])  # the positive, (O, G, P, I)
-    if q > 0:
-        masked |= seen_in_earlier_round(plan, rounds, q, pos, cand)
-    return Group(logits.masked_fill_(masked, -torch.inf), pos, pos_hidden, span, span_emb)
+    if span_slots.start < lead or span_slots.stop > lead + plan.num_items:  # only the edge groups hold pad slots
+        slot = torch.arange(span_slots.start, span_slots.stop, device=pos.device)
+        pad_slot = (slot < lead) | (slot >= lead + plan.num_items)  # ((G + 2 n_ec) I,)
+        pad = pad_slot.as_strided((n_group, 1, width), (i_size, 0, 1))
+    flags = keep = None
+    if slots.q > 0:
+        if keep_bits is None:
+            flags = kept_after_earlier_rounds(plan, rounds, slots.q, pos, span, n_group)
+        else:
+            flags = unpack_flags(keep_bits)
+        keep = flags[: logits.numel()].view(logits.shape)
+    return Group(logits, pos, pos_hidden, span, span_emb, positive, pad, keep), flags
 
 
-def seen_in_earlier_round(
-    plan: RecePlan, rounds: Rounds, q: int, pos: torch.Tensor, cand: torch.Tensor
+def kept_after_earlier_rounds(
+    plan: RecePlan, rounds: Rounds, q: int, pos: torch.Tensor, span: torch.Tensor, n_group: int
 ) -> torch.Tensor:
-    """(O, G, P, I) bool: pair (t, j) already scored in a round q' < q: |chunk_q'(j) - chunk_q'(t)| <= n_ec.
+    """Flat uint8 of G P W flags in the group's (G, P, W) layout, padded to a multiple of 8: 0 where pair
+    (t, j) was scored in a round q' < q, that is |chunk_q'(j) - chunk_q'(t)| <= n_ec, else 1.
 
-    pos (G, P) and cand (O, G, I) hold ids; within one round a window never repeats an item, so this
-    counts each pair once without sorting anything.
+    Within one round a window never repeats an item, so this counts each pair once without sorting anything.
+    In integers only: |gap| - (n_ec + 1) is negative exactly for a near pair, so the sign bit of the OR of
+    these over the earlier rounds says whether any round had the pair.
     """
     assert rounds.pos_chunk is not None and rounds.item_chunk is not None
-    shape = (cand.shape[0], *pos.shape, cand.shape[2])  # (O, G, P, I)
-    seen = torch.zeros(shape, dtype=torch.bool, device=pos.device)
-    gap = torch.empty(shape, dtype=plan.chunk_dtype, device=pos.device)  # reused: no allocation per round
-    near = torch.empty(shape, dtype=torch.bool, device=pos.device)
+    p_size, i_size, width = plan.pos_per_chunk, plan.items_per_chunk, plan.window
+    numel = n_group * p_size * width
+    padded = torch.zeros(-(-numel // 8) * 8, dtype=plan.chunk_dtype, device=pos.device)
+    any_near = padded[:numel].view(n_group, p_size, width)  # sign bit set: near in some earlier round
+    gap = torch.empty_like(any_near)  # reused by every earlier round
     for earlier in range(q):
-        pos_chunk = rounds.pos_chunk[earlier][pos][None, :, :, None]  # (G, P) -> (1, G, P, 1)
-        cand_chunk = rounds.item_chunk[earlier][cand][:, :, None, :]  # (O, G, I) -> (O, G, 1, I)
-        if plan.n_extra == 0:
-            torch.eq(cand_chunk, pos_chunk, out=near)
-        else:
-            torch.sub(cand_chunk, pos_chunk, out=gap).abs_()
-            torch.le(gap, plan.n_extra, out=near)
-        seen.logical_or_(near)
-    return seen
+        pos_chunk = rounds.pos_chunk[earlier].index_select(0, pos).view(n_group, p_size, 1)  # (G, P, 1)
+        item_chunk = rounds.item_chunk[earlier].index_select(0, span)  # ((G + 2 n_ec) I,)
+        window_chunk = item_chunk.as_strided((n_group, 1, width), (i_size, 0, 1))  # (G, 1, W), a view
+        out = any_near if earlier == 0 else gap
+        torch.sub(window_chunk, pos_chunk, out=out).abs_().sub_(plan.n_extra + 1)
+        if earlier > 0:
+            any_near.bitwise_or_(gap)
+    sign = 8 * padded.element_size() - 1
+    return padded.bitwise_right_shift_(sign).add_(1).to(torch.uint8)  # -1 (near) or 0 -> keep 0 or 1
 
 
 class _ReceCrossEntropy(torch.autograd.Function):
     """Per-position RECE loss: log(exp(s_y) + sum_{j in U_t, j != y} exp(s_j)) - s_y, with U_t the candidates.
 
-    The forward streams over groups of chunks keeping only the (N,) log-partition; the backward recomputes
-    each group's logits from the saved orders, and adds the positive's gradient into the same buffers.
+    The forward streams over groups of chunks keeping only the (N,) log-partition and, for rounds after the
+    first, which pairs an earlier round scored, packed to one bit per pair; the backward recomputes each
+    group's logits from the saved orders and adds the positive's gradient into the same buffers.
     """
 
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, plan: RecePlan, rounds: Rounds):  # noqa: ANN001
         lse = torch.full((plan.n_positions,), -torch.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
+        packed: list[list[torch.Tensor]] = []  # per round after the first, per group
         for q in range(plan.n_rounds):
-            slots = padded_orders(rounds, plan, q)
+            slots = round_slots(rounds, plan, targets, q)
             round_lse = torch.empty(plan.n_chunks, plan.pos_per_chunk, dtype=hidden.dtype, device=hidden.device)
+            round_bits = []
             for chunks in _groups(plan):
-                logits = group_logits(hidden, item_emb, targets, plan, rounds, q, slots, chunks).logits
-                round_lse[chunks.start : chunks.stop] = torch.logsumexp(logits, dim=(0, 3))  # (O,G,P,I) -> (G,P)
+                group, flags = group_logits(hidden, item_emb, plan, rounds, slots, chunks)
+                round_lse[chunks.start : chunks.stop] = _masked_logsumexp(group)  # (G, P, W) -> (G, P)
+                if flags is not None:
+                    round_bits.append(pack_flags(flags))
+            if q > 0:
+                packed.append(round_bits)
             order = rounds.pos_order[q]  # (N,)
             lse[order] = torch.logaddexp(lse[order], round_lse.view(-1)[: plan.n_positions])  # sorted -> (N,)
         positive = positive_logits(hidden, item_emb, targets)  # (N,)
         log_partition = torch.logaddexp(positive, lse)  # the positive's own column joins the candidates
         ctx.save_for_backward(hidden, item_emb, targets, positive, log_partition)
-        ctx.plan, ctx.rounds = plan, rounds
+        ctx.plan, ctx.rounds, ctx.packed = plan, rounds, packed
         return log_partition - positive
 
     @staticmethod
     def backward(ctx, grad_loss):  # noqa: ANN001
         hidden, item_emb, targets, positive, log_partition = ctx.saved_tensors
-        plan, rounds = ctx.plan, ctx.rounds
+        plan, rounds, packed = ctx.plan, ctx.rounds, ctx.packed
         grads = torch.zeros_like(hidden), torch.zeros_like(item_emb)
         coef = (positive - log_partition).exp_().sub_(1).mul_(grad_loss)  # d loss / d s_pos = softmax_pos - 1
         add_positive_grad(*grads, hidden, item_emb, targets, coef)
         for q in range(plan.n_rounds):
-            slots = padded_orders(rounds, plan, q)
+            slots = round_slots(rounds, plan, targets, q)
             scale = _sorted_padded(log_partition, grad_loss, rounds.pos_order[q], plan)  # (n_c P,) each
-            for chunks in _groups(plan):
-                _backward_group(grads, hidden, item_emb, targets, plan, rounds, q, slots, chunks, scale)
+            for index, chunks in enumerate(_groups(plan)):
+                bits = packed[q - 1][index] if q > 0 else None  # keep flags of round q
+                _backward_group(grads, hidden, item_emb, plan, rounds, slots, chunks, scale, bits)
         return grads[0], grads[1], None, None, None
 
 
@@ -266,28 +346,38 @@ def _backward_group(
     grads: tuple[torch.Tensor, torch.Tensor],
     hidden: torch.Tensor,
     item_emb: torch.Tensor,
-    targets: torch.Tensor,
     plan: RecePlan,
     rounds: Rounds,
-    q: int,
-    slots: tuple[torch.Tensor, torch.Tensor],
+    slots: RoundSlots,
     chunks: range,
     scale: tuple[torch.Tensor, torch.Tensor],
+    keep_bits: torch.Tensor | None,
 ) -> None:
     """Recompute one group's logits and add its share of the gradients: d loss / d s_tj = g_t softmax_tj."""
     grad_hidden, grad_items = grads
-    group = group_logits(hidden, item_emb, targets, plan, rounds, q, slots, chunks)
-    pos, n_group = group.pos, len(chunks)
-    rows = slice(chunks.start * plan.pos_per_chunk, chunks.stop * plan.pos_per_chunk)
-    partition, grad = scale[0][rows].view(pos.shape), scale[1][rows].view(pos.shape)  # (G P,) -> (G, P)
-    probs = group.logits.sub_(partition[None, :, :, None]).exp_().mul_(grad[None, :, :, None])  # (O, G, P, I)
-    grad_pos = torch.zeros_like(group.pos_hidden)  # (G, P, D)
-    grad_span = torch.zeros_like(group.span_emb)  # (G + 2 n_ec, I, D)
-    for k in range(probs.shape[0]):
-        grad_pos.baddbmm_(probs[k], group.span_emb[k : k + n_group])  # (G, P, I) x (G, I, D) -> (G, P, D)
-        grad_span[k : k + n_group].baddbmm_(probs[k].transpose(1, 2), group.pos_hidden)  # (G,I,P)x(G,P,D)
-    grad_hidden.index_add_(0, pos.reshape(-1), grad_pos.view(-1, hidden.shape[1]))  # (G P, D) rows at pos
-    grad_items.index_add_(0, group.span.reshape(-1), grad_span.view(-1, hidden.shape[1]))  # rows at span ids
+    group, _ = group_logits(hidden, item_emb, plan, rounds, slots, chunks, keep_bits)
+    n_group, p_size, i_size = len(chunks), plan.pos_per_chunk, plan.items_per_chunk
+    rows = slice(chunks.start * p_size, chunks.stop * p_size)
+    partition, grad = scale[0][rows].view(n_group, p_size, 1), scale[1][rows].view(n_group, p_size, 1)
+    probs = group.zero_masked_(group.logits.sub_(partition).exp_()).mul_(grad)  # (G, P, W); zeroed before the
+    # product: a pad slot's exp may overflow, and inf * 0 would be NaN
+    grad_pos = torch.bmm(probs, group.windows)  # (G, P, W) x (G, W, D) -> (G, P, D)
+    grad_span = torch.zeros_like(group.span_emb)  # (G + 2 n_ec, I, D); windows overlap, so one offset at a time
+    for k in range(1 + 2 * plan.n_extra):
+        columns = probs[:, :, k * i_size : (k + 1) * i_size].transpose(1, 2)  # (G, I, P)
+        grad_span[k : k + n_group].baddbmm_(columns, group.pos_hidden)  # (G, I, P) x (G, P, D)
+    grad_hidden.index_add_(0, group.pos, grad_pos.view(-1, hidden.shape[1]))  # (G P, D) rows at pos
+    grad_items.index_add_(0, group.span, grad_span.view(-1, hidden.shape[1]))  # rows at span ids
+
+
+def _masked_logsumexp(group: Group) -> torch.Tensor:
+    """(G, P): log sum of exp over the unmasked pairs of each row, -inf for a row with none."""
+    logits = group.logits
+    if group.pad is not None:  # a pad slot's logit is no candidate's: keep it out of the shift
+        logits.masked_fill_(group.pad, -torch.inf)
+    shift = logits.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(logits.dtype).min)  # finite (G, P, 1)
+    total = group.zero_masked_(logits.sub_(shift).exp_()).sum(dim=2)  # (G, P)
+    return total.log_().add_(shift.squeeze(2))
 
 
 def _groups(plan: RecePlan) -> list[range]:
@@ -367,4 +457,5 @@ class ReducedCrossEntropy(Loss):
         plan = self.plan(n_positions, elem_bytes)
         orders = self.rounds * (n_positions + self.num_items) * (8 + 4)  # orders and chunk indices
         slots = 4 * 8 * (self.num_items + 2 * plan.window + n_positions)  # padded orders of one round
-        return orders + slots + 3 * int(self.block_mib * _MIB) + 6 * n_positions * dim * elem_bytes
+        flags = (self.rounds - 1) * plan.n_chunks * plan.pos_per_chunk * plan.window // 8  # packed, for backward
+        return orders + slots + flags + 3 * int(self.block_mib * _MIB) + 6 * n_positions * dim * elem_bytes

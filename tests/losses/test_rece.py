@@ -15,7 +15,14 @@ import pytest
 import torch
 
 from rece_bench.losses import build_loss
-from rece_bench.losses.rece import default_n_buckets
+from rece_bench.losses.rece import (
+    default_n_buckets,
+    draw_rounds,
+    group_logits,
+    pack_flags,
+    round_slots,
+    unpack_flags,
+)
 from tests.losses.helpers import assert_same, make_problem, value_and_grads
 
 
@@ -132,3 +139,45 @@ def test_fresh_projections_every_call_and_seeded_generator_repeats():
     assert first != second
     loss.generator.manual_seed(11)
     assert loss(hidden, item_emb, targets) == first
+
+
+def test_flag_packing_round_trips_every_byte_pattern():
+    patterns = torch.arange(256, dtype=torch.long)
+    flags = ((patterns[:, None] >> torch.arange(8)) & 1).to(torch.uint8).reshape(-1)  # bit i of k -> flag 8k+i
+    packed = pack_flags(flags)
+    assert packed.dtype == torch.uint8 and packed.tolist() == patterns.tolist()
+    assert torch.equal(unpack_flags(packed), flags)
+    shuffled = flags[torch.randperm(flags.numel(), generator=torch.Generator().manual_seed(0))]
+    assert torch.equal(unpack_flags(pack_flags(shuffled)), shuffled)
+
+
+def test_keep_flags_match_a_direct_window_check():
+    """The integer sign trick against |chunk(j) - chunk(t)| <= n_ec, for every pair of every group and round."""
+    hidden, item_emb, targets = make_problem(57, 83, seed=4)
+    for n_extra in (0, 2):
+        loss = rece(83, 5, n_buckets=7, n_extra_chunks=n_extra, rounds=4, block_mib=1e-3)
+        plan = loss.plan(57, hidden.element_size())
+        rounds = draw_rounds(hidden.detach(), item_emb.detach(), plan, loss.generator, 1 << 20)
+        for q in range(1, plan.n_rounds):
+            slots = round_slots(rounds, plan, targets, q)
+            for start in range(plan.n_chunks):
+                chunks = range(start, start + 1)
+                group, flags = group_logits(hidden.detach(), item_emb.detach(), plan, rounds, slots, chunks)
+                window = group.span.as_strided((plan.window,), (1,))  # one chunk: its window is the span
+                want = torch.ones(plan.pos_per_chunk, plan.window, dtype=torch.uint8)
+                for earlier in range(q):
+                    gap = rounds.item_chunk[earlier][window][None, :] - rounds.pos_chunk[earlier][group.pos][:, None]
+                    want[gap.abs() <= n_extra] = 0
+                assert torch.equal(group.keep[0], want)
+                assert flags.numel() % 8 == 0
+
+
+def test_rows_with_masked_extremes_stay_exact():
+    """A masked pair far above the rest (the positive at +60) sets the row's shift; the loss is still exact."""
+    hidden, item_emb, targets = make_problem(19, 37, seed=9)
+    with torch.no_grad():
+        item_emb[targets[0]] = hidden[0] * (60.0 / float(hidden[0] @ hidden[0]))  # s_pos = 60 for position 0
+    loss = rece(37, 2, n_buckets=3, n_extra_chunks=1, rounds=3)
+    got = value_and_grads(lambda: loss(hidden, item_emb, targets), hidden, item_emb)
+    want = value_and_grads(lambda: reference_rece(hidden, item_emb, targets, 3, 3, 1, 3, 2), hidden, item_emb)
+    assert_same(got, want)
