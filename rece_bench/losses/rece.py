@@ -197,11 +197,11 @@ class Group:
     pairs of an earlier round) is in the position's partition, so a masked logit may set the row's shift.
     """
 
-    logits: torch.Tensor  # (G, P, W), unmasked
+    logits: torch.Tensor  # (G, P, W), unmasked, each row minus its position's shift
     pos: torch.Tensor  # (G P,) position ids (pad slots hold 0)
-    pos_hidden: torch.Tensor  # (G, P, D)
+    pos_hidden: torch.Tensor  # (G, P, D + 1): hidden states and minus the shift
     span: torch.Tensor  # ((G + 2 n_ec) I,) item ids (pad slots hold 0)
-    span_emb: torch.Tensor  # (G + 2 n_ec, I, D)
+    span_emb: torch.Tensor  # (G + 2 n_ec, I, D + 1): item embeddings and a column of ones
     positive: torch.Tensor  # (K,) flat indices into logits of the positives inside their windows
     pad: torch.Tensor | None  # (G, 1, W) bool view, pad item slots; None when the group has none
     keep: torch.Tensor | None  # (G, P, W) uint8, 0 where scored in an earlier round, else 1; None in round 0
@@ -209,6 +209,13 @@ class Group:
     @property
     def windows(self) -> torch.Tensor:
         return window_view(self.span_emb, self.logits.shape[0], self.logits.shape[2])
+
+    def zero_pad_rows_(self, values: torch.Tensor, first_row: int, n_positions: int) -> torch.Tensor:
+        """Zero the rows of position pad slots (sorted slots >= N; they repeat position 0's id)."""
+        real = n_positions - first_row
+        if real < self.pos.numel():
+            values.view(self.pos.numel(), -1)[max(real, 0) :] = 0.0
+        return values
 
     def zero_masked_(self, values: torch.Tensor) -> torch.Tensor:
         """Zero every masked pair of ``values`` (G, P, W) in place (after exp: a masked pair adds nothing)."""
@@ -226,25 +233,33 @@ def window_view(span_emb: torch.Tensor, n_group: int, width: int) -> torch.Tenso
     return span_emb.view(-1, dim).as_strided((n_group, width, dim), (i_size * dim, dim, 1))
 
 
+def with_column(rows: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """(M, D) and (M,) -> (M, D + 1) contiguous."""
+    return torch.cat([rows, column[:, None].to(rows.dtype)], dim=1)
+
+
 def group_logits(
-    hidden: torch.Tensor,
-    item_emb: torch.Tensor,
+    hidden_aug: torch.Tensor,
+    items_aug: torch.Tensor,
     plan: RecePlan,
     rounds: Rounds,
     slots: RoundSlots,
     chunks: range,
     keep_bits: torch.Tensor | None = None,
 ) -> tuple[Group, torch.Tensor | None]:
-    """The logits of chunks ``chunks`` of round q and their masks: pad items, each position's positive, and
-    (q > 0) pairs already scored in an earlier round. Returns the group and, for q > 0, the keep flags (flat
-    uint8 0/1, padded to a multiple of 8), recomputed or unpacked from ``keep_bits``."""
+    """The logits of chunks ``chunks`` of round q, each minus its position's shift, and their masks: pad
+    items, each position's positive, and (q > 0) pairs already scored in an earlier round. ``hidden_aug`` is
+    (N, D + 1), the hidden states with minus the shift appended; ``items_aug`` (C, D + 1) the item embeddings
+    with a column of ones, so that the bmm subtracts the shift with no pass of its own. Returns the group
+    and, for q > 0, the keep flags (flat uint8 0/1, padded to a multiple of 8), recomputed or unpacked from
+    ``keep_bits``."""
     n_group, p_size, i_size, width = len(chunks), plan.pos_per_chunk, plan.items_per_chunk, plan.window
-    dim = hidden.shape[1]
+    dim = hidden_aug.shape[1]  # D + 1
     rows = slice(chunks.start * p_size, chunks.stop * p_size)
     span_slots = slice(chunks.start * i_size, (chunks.stop + 2 * plan.n_extra) * i_size)
     pos, span = slots.pos[rows], slots.items[span_slots]  # (G P,), ((G + 2 n_ec) I,)
-    pos_hidden = hidden.index_select(0, pos).view(n_group, p_size, dim)  # (G, P, D)
-    span_emb = item_emb.index_select(0, span).view(-1, i_size, dim)  # (G + 2 n_ec, I, D)
+    pos_hidden = hidden_aug.index_select(0, pos).view(n_group, p_size, dim)  # (G, P, D + 1)
+    span_emb = items_aug.index_select(0, span).view(-1, i_size, dim)  # (G + 2 n_ec, I, D + 1)
     logits = torch.bmm(pos_hidden, window_view(span_emb, n_group, width).transpose(1, 2))  # -> (G, P, W)
     # the positive sits at window column (its slot - the window's first slot) when inside the window
     first_slot = (torch.arange(chunks.start, chunks.stop, device=pos.device) * i_size)[:, None]  # (G, 1)
@@ -301,10 +316,18 @@ class _ReceCrossEntropy(torch.autograd.Function):
     The forward streams over groups of chunks keeping only the (N,) log-partition and, for rounds after the
     first, which pairs an earlier round scored, packed to one bit per pair; the backward recomputes each
     group's logits from the saved orders and adds the positive's gradient into the same buffers.
+
+    Shifts ride in the bmm (see group_logits): the forward shifts row t by its positive's logit s_y, which is
+    in the partition, so a candidate far below it is negligible and one far above it (exp overflows) sends the
+    group to an exact max-shifted recomputation; the backward shifts by the log-partition minus log of the
+    incoming gradient, which turns the exponential directly into the gradient of each logit.
     """
 
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, plan: RecePlan, rounds: Rounds):  # noqa: ANN001
+        positive = positive_logits(hidden, item_emb, targets)  # (N,)
+        hidden_aug = with_column(hidden, -positive)  # (N, D + 1)
+        items_aug = with_column(item_emb, torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device))
         lse = torch.full((plan.n_positions,), -torch.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
         packed: list[list[torch.Tensor]] = []  # per round after the first, per group
         for q in range(plan.n_rounds):
@@ -312,15 +335,14 @@ class _ReceCrossEntropy(torch.autograd.Function):
             round_lse = torch.empty(plan.n_chunks, plan.pos_per_chunk, dtype=hidden.dtype, device=hidden.device)
             round_bits = []
             for chunks in _groups(plan):
-                group, flags = group_logits(hidden, item_emb, plan, rounds, slots, chunks)
-                round_lse[chunks.start : chunks.stop] = _masked_logsumexp(group)  # (G, P, W) -> (G, P)
+                group, flags = group_logits(hidden_aug, items_aug, plan, rounds, slots, chunks)
+                round_lse[chunks.start : chunks.stop] = _group_logsumexp(group, positive, chunks.start, plan)
                 if flags is not None:
                     round_bits.append(pack_flags(flags))
             if q > 0:
                 packed.append(round_bits)
             order = rounds.pos_order[q]  # (N,)
             lse[order] = torch.logaddexp(lse[order], round_lse.view(-1)[: plan.n_positions])  # sorted -> (N,)
-        positive = positive_logits(hidden, item_emb, targets)  # (N,)
         log_partition = torch.logaddexp(positive, lse)  # the positive's own column joins the candidates
         ctx.save_for_backward(hidden, item_emb, targets, positive, log_partition)
         ctx.plan, ctx.rounds, ctx.packed = plan, rounds, packed
@@ -333,70 +355,69 @@ class _ReceCrossEntropy(torch.autograd.Function):
         grads = torch.zeros_like(hidden), torch.zeros_like(item_emb)
         coef = (positive - log_partition).exp_().sub_(1).mul_(grad_loss)  # d loss / d s_pos = softmax_pos - 1
         add_positive_grad(*grads, hidden, item_emb, targets, coef)
+        # d loss_t / d s_tj = g_t exp(s_tj - log Z_t): with g_t > 0 the factor joins the shift
+        scale = None if bool((grad_loss > 0).all()) else grad_loss
+        shift = log_partition if scale is not None else log_partition - grad_loss.log()
+        hidden_aug = with_column(hidden, -shift)
+        items_aug = with_column(item_emb, torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device))
         for q in range(plan.n_rounds):
             slots = round_slots(rounds, plan, targets, q)
-            scale = _sorted_padded(log_partition, grad_loss, rounds.pos_order[q], plan)  # (n_c P,) each
             for index, chunks in enumerate(_groups(plan)):
                 bits = packed[q - 1][index] if q > 0 else None  # keep flags of round q
-                _backward_group(grads, hidden, item_emb, plan, rounds, slots, chunks, scale, bits)
+                group, _ = group_logits(hidden_aug, items_aug, plan, rounds, slots, chunks, bits)
+                _backward_group(grads, group, plan, chunks, scale)
         return grads[0], grads[1], None, None, None
 
 
 def _backward_group(
     grads: tuple[torch.Tensor, torch.Tensor],
-    hidden: torch.Tensor,
-    item_emb: torch.Tensor,
+    group: Group,
     plan: RecePlan,
-    rounds: Rounds,
-    slots: RoundSlots,
     chunks: range,
-    scale: tuple[torch.Tensor, torch.Tensor],
-    keep_bits: torch.Tensor | None,
+    scale: torch.Tensor | None,
 ) -> None:
-    """Recompute one group's logits and add its share of the gradients: d loss / d s_tj = g_t softmax_tj."""
+    """Add one group's share of the gradients: d loss / d s_tj = g_t softmax_tj, already exp(logit - shift)."""
     grad_hidden, grad_items = grads
-    group, _ = group_logits(hidden, item_emb, plan, rounds, slots, chunks, keep_bits)
-    n_group, p_size, i_size = len(chunks), plan.pos_per_chunk, plan.items_per_chunk
-    rows = slice(chunks.start * p_size, chunks.stop * p_size)
-    partition, grad = scale[0][rows].view(n_group, p_size, 1), scale[1][rows].view(n_group, p_size, 1)
-    probs = group.zero_masked_(group.logits.sub_(partition).exp_()).mul_(grad)  # (G, P, W); zeroed before the
-    # product: a pad slot's exp may overflow, and inf * 0 would be NaN
-    grad_pos = torch.bmm(probs, group.windows)  # (G, P, W) x (G, W, D) -> (G, P, D)
-    grad_span = torch.zeros_like(group.span_emb)  # (G + 2 n_ec, I, D); windows overlap, so one offset at a time
-    for k in range(1 + 2 * plan.n_extra):
+    n_group, i_size, dim = len(chunks), plan.items_per_chunk, grad_hidden.shape[1]
+    probs = group.zero_masked_(group.logits.exp_())  # (G, P, W); a pad slot's exp may overflow: zeroed here
+    group.zero_pad_rows_(probs, chunks.start * plan.pos_per_chunk, plan.n_positions)
+    if scale is not None:
+        probs.mul_(scale.index_select(0, group.pos).view(n_group, -1, 1))
+    grad_pos = torch.bmm(probs, group.windows[..., :dim])  # (G, P, W) x (G, W, D) -> (G, P, D)
+    grad_span = torch.zeros(*group.span_emb.shape[:2], dim, dtype=probs.dtype, device=probs.device)  # (G+2n, I, D)
+    pos_hidden = group.pos_hidden[..., :dim]  # (G, P, D), a view
+    for k in range(1 + 2 * plan.n_extra):  # windows overlap, so one offset at a time
         columns = probs[:, :, k * i_size : (k + 1) * i_size].transpose(1, 2)  # (G, I, P)
-        grad_span[k : k + n_group].baddbmm_(columns, group.pos_hidden)  # (G, I, P) x (G, P, D)
-    grad_hidden.index_add_(0, group.pos, grad_pos.view(-1, hidden.shape[1]))  # (G P, D) rows at pos
-    grad_items.index_add_(0, group.span, grad_span.view(-1, hidden.shape[1]))  # rows at span ids
+        grad_span[k : k + n_group].baddbmm_(columns, pos_hidden)  # (G, I, P) x (G, P, D)
+    grad_hidden.index_add_(0, group.pos, grad_pos.view(-1, dim))  # (G P, D) rows at pos
+    grad_items.index_add_(0, group.span, grad_span.view(-1, dim))  # rows at span ids
 
 
-def _masked_logsumexp(group: Group) -> torch.Tensor:
-    """(G, P): log sum of exp over the unmasked pairs of each row, -inf for a row with none."""
-    logits = group.logits
-    if group.pad is not None:  # a pad slot's logit is no candidate's: keep it out of the shift
+def _group_logsumexp(group: Group, positive: torch.Tensor, first_chunk: int, plan: RecePlan) -> torch.Tensor:
+    """(G, P): log sum of exp over the unmasked pairs of each row, -inf for a row with none.
+
+    The logits arrive shifted by the positive's logit. Where that overflows (a candidate or a pad slot far above
+    the positive), the group is redone with each row's own maximum as the shift.
+    """
+    shifted = group.logits  # consumed: a redo recomputes the logits
+    total = group.zero_masked_(shifted.exp_()).sum(dim=2)  # (G, P)
+    real = plan.n_positions - first_chunk * plan.pos_per_chunk  # rows past it are pad slots
+    shift = positive.index_select(0, group.pos).view(total.shape)  # (G, P)
+    if bool(torch.isfinite(total.view(-1)[: max(real, 0)]).all()):
+        return total.log_().add_(shift)
+    dim = group.pos_hidden.shape[2] - 1
+    logits = torch.bmm(group.pos_hidden[..., :dim], group.windows[..., :dim].transpose(1, 2))  # unshifted
+    if group.pad is not None:  # a pad slot's logit is no candidate's: keep it out of the row's maximum
         logits.masked_fill_(group.pad, -torch.inf)
-    shift = logits.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(logits.dtype).min)  # finite (G, P, 1)
-    total = group.zero_masked_(logits.sub_(shift).exp_()).sum(dim=2)  # (G, P)
-    return total.log_().add_(shift.squeeze(2))
+    top = logits.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(logits.dtype).min)  # finite (G, P, 1)
+    total = group.zero_masked_(logits.sub_(top).exp_()).sum(dim=2)  # (G, P)
+    return total.log_().add_(top.squeeze(2))
 
 
 def _groups(plan: RecePlan) -> list[range]:
     return [
         range(c, min(c + plan.chunks_per_group, plan.n_chunks)) for c in range(0, plan.n_chunks, plan.chunks_per_group)
     ]
-
-
-def _sorted_padded(
-    lse: torch.Tensor, grad_lse: torch.Tensor, order: torch.Tensor, plan: RecePlan
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The log-partition and the incoming gradient in round order, padded to n_c P slots; pad slots get lse +inf and
-    gradient 0, so that exp(logit - lse) is 0 there even where the logit would overflow."""
-    size = plan.n_chunks * plan.pos_per_chunk
-    lse_slots = torch.full((size,), torch.inf, dtype=lse.dtype, device=lse.device)
-    grad_slots = torch.zeros(size, dtype=lse.dtype, device=lse.device)
-    lse_slots[: plan.n_positions] = lse[order]  # (N,) -> sorted
-    grad_slots[: plan.n_positions] = grad_lse[order]
-    return lse_slots, grad_slots
 
 
 @register
