@@ -10,6 +10,8 @@ to ``track`` or their bytes are not counted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +144,24 @@ def format_bytes(n_bytes: float | None) -> str:
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse, as CUDA's caching allocator does; True if it took.
+
+    By default glibc maps every block above 32 MiB fresh from the OS and unmaps it when freed, so a CPU step
+    that builds a (positions x items) logits tensor pays a page fault per 4 KiB of it, every step (the README's
+    bench-step section measures what that costs full CE). With mmap off
+    and trimming off, large blocks come from the heap and stay there. Process-wide; tensor accounting
+    (MemTracker) is unaffected, but the process's resident size no longer shrinks after a peak.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1

@@ -15,5 +15,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+@app.callback()
+def _startup() -> None:
+    """Benchmark RECE and other losses for SASRec: quality, peak memory and training time."""
+    from rece_bench.memory import keep_freed_memory
+
+    keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
+
+
 # Imported for their side effect: each module adds its commands to `app`.
 from rece_bench.cli import baseline, bench, commands, data, losses, sweep  # noqa: E402,F401
