@@ -37,6 +37,7 @@ from rece_bench.losses.sampling import add_positive_grad, positive_logits
 
 _MIB = 1 << 20
 _INT16_MAX = 32767
+_BUCKET_BLOCK = 8 * _MIB  # bucketing slices: faster than 32 MiB at 1 and 2 threads on a 2-core Xeon
 
 
 def default_n_buckets(n_positions: int, num_items: int, n_extra_chunks: int, buckets_per_chunk: float) -> int:
@@ -130,6 +131,7 @@ def draw_rounds(
     """Fresh random vectors (r, n_b, D), shared by positions and items within a round; sort both by bucket."""
     shape = (plan.n_rounds, plan.n_buckets, hidden.shape[1])
     proj = torch.randn(shape, generator=generator, device=hidden.device, dtype=hidden.dtype)
+    block_bytes = min(block_bytes, _BUCKET_BLOCK)  # scores of a slice stay in cache for the argmax
     pos_order = assign_buckets(hidden, proj, block_bytes).argsort(dim=1, stable=True)  # (r, N)
     item_order = assign_buckets(item_emb, proj, block_bytes).argsort(dim=1, stable=True)  # (r, C)
     if plan.n_rounds == 1:  # one round cannot repeat a candidate
@@ -317,17 +319,17 @@ class _ReceCrossEntropy(torch.autograd.Function):
     first, which pairs an earlier round scored, packed to one bit per pair; the backward recomputes each
     group's logits from the saved orders and adds the positive's gradient into the same buffers.
 
-    Shifts ride in the bmm (see group_logits): the forward shifts row t by its positive's logit s_y, which is
-    in the partition, so a candidate far below it is negligible and one far above it (exp overflows) sends the
-    group to an exact max-shifted recomputation; the backward shifts by the log-partition minus log of the
-    incoming gradient, which turns the exponential directly into the gradient of each logit.
+    With several rounds the shifts ride in the bmm (see group_logits): the forward shifts row t by its
+    positive's logit s_y, which is in the partition, so a candidate far below it is negligible and one far
+    above it (exp overflows) sends the group to an exact max-shifted recomputation; the backward shifts by the
+    log-partition minus log of the incoming gradient, which turns the exponential directly into the gradient
+    of each logit. With one round the forward shifts by each row's maximum and the backward subtracts.
     """
 
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, plan: RecePlan, rounds: Rounds):  # noqa: ANN001
         positive = positive_logits(hidden, item_emb, targets)  # (N,)
-        hidden_aug = with_column(hidden, -positive)  # (N, D + 1)
-        items_aug = with_column(item_emb, torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device))
+        hidden_in, items_in = _inputs(hidden, item_emb, -positive, plan)
         lse = torch.full((plan.n_positions,), -torch.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
         packed: list[list[torch.Tensor]] = []  # per round after the first, per group
         for q in range(plan.n_rounds):
@@ -335,8 +337,9 @@ class _ReceCrossEntropy(torch.autograd.Function):
             round_lse = torch.empty(plan.n_chunks, plan.pos_per_chunk, dtype=hidden.dtype, device=hidden.device)
             round_bits = []
             for chunks in _groups(plan):
-                group, flags = group_logits(hidden_aug, items_aug, plan, rounds, slots, chunks)
-                round_lse[chunks.start : chunks.stop] = _group_logsumexp(group, positive, chunks.start, plan)
+                group, flags = group_logits(hidden_in, items_in, plan, rounds, slots, chunks)
+                shift = positive if hidden_in is not hidden else None
+                round_lse[chunks.start : chunks.stop] = _group_logsumexp(group, shift, chunks.start, plan)
                 if flags is not None:
                     round_bits.append(pack_flags(flags))
             if q > 0:
@@ -358,14 +361,14 @@ class _ReceCrossEntropy(torch.autograd.Function):
         # d loss_t / d s_tj = g_t exp(s_tj - log Z_t): with g_t > 0 the factor joins the shift
         scale = None if bool((grad_loss > 0).all()) else grad_loss
         shift = log_partition if scale is not None else log_partition - grad_loss.log()
-        hidden_aug = with_column(hidden, -shift)
-        items_aug = with_column(item_emb, torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device))
+        hidden_in, items_in = _inputs(hidden, item_emb, -shift, plan)
+        row_shift = shift if hidden_in is hidden else None  # not in the bmm: subtracted per group
         for q in range(plan.n_rounds):
             slots = round_slots(rounds, plan, targets, q)
             for index, chunks in enumerate(_groups(plan)):
                 bits = packed[q - 1][index] if q > 0 else None  # keep flags of round q
-                group, _ = group_logits(hidden_aug, items_aug, plan, rounds, slots, chunks, bits)
-                _backward_group(grads, group, plan, chunks, scale)
+                group, _ = group_logits(hidden_in, items_in, plan, rounds, slots, chunks, bits)
+                _backward_group(grads, group, plan, chunks, scale, row_shift)
         return grads[0], grads[1], None, None, None
 
 
@@ -375,10 +378,14 @@ def _backward_group(
     plan: RecePlan,
     chunks: range,
     scale: torch.Tensor | None,
+    row_shift: torch.Tensor | None,
 ) -> None:
-    """Add one group's share of the gradients: d loss / d s_tj = g_t softmax_tj, already exp(logit - shift)."""
+    """Add one group's share of the gradients: d loss / d s_tj = g_t softmax_tj = exp(logit - shift) (times
+    ``scale`` when given), the shift already in the logits unless ``row_shift`` (N,) is given."""
     grad_hidden, grad_items = grads
     n_group, i_size, dim = len(chunks), plan.items_per_chunk, grad_hidden.shape[1]
+    if row_shift is not None:
+        group.logits.sub_(row_shift.index_select(0, group.pos).view(n_group, -1, 1))
     probs = group.zero_masked_(group.logits.exp_())  # (G, P, W); a pad slot's exp may overflow: zeroed here
     group.zero_pad_rows_(probs, chunks.start * plan.pos_per_chunk, plan.n_positions)
     if scale is not None:
@@ -393,25 +400,39 @@ def _backward_group(
     grad_items.index_add_(0, group.span, grad_span.view(-1, dim))  # rows at span ids
 
 
-def _group_logsumexp(group: Group, positive: torch.Tensor, first_chunk: int, plan: RecePlan) -> torch.Tensor:
+def _group_logsumexp(group: Group, positive: torch.Tensor | None, first_chunk: int, plan: RecePlan) -> torch.Tensor:
     """(G, P): log sum of exp over the unmasked pairs of each row, -inf for a row with none.
 
-    The logits arrive shifted by the positive's logit. Where that overflows (a candidate or a pad slot far above
-    the positive), the group is redone with each row's own maximum as the shift.
+    With ``positive`` given, the logits arrive shifted by the positive's logit; where that overflows (a
+    candidate or a pad slot far above the positive), the group is redone with each row's own maximum as the
+    shift. Without it, the logits are plain and take that route at once.
     """
-    shifted = group.logits  # consumed: a redo recomputes the logits
-    total = group.zero_masked_(shifted.exp_()).sum(dim=2)  # (G, P)
-    real = plan.n_positions - first_chunk * plan.pos_per_chunk  # rows past it are pad slots
-    shift = positive.index_select(0, group.pos).view(total.shape)  # (G, P)
-    if bool(torch.isfinite(total.view(-1)[: max(real, 0)]).all()):
-        return total.log_().add_(shift)
-    dim = group.pos_hidden.shape[2] - 1
-    logits = torch.bmm(group.pos_hidden[..., :dim], group.windows[..., :dim].transpose(1, 2))  # unshifted
+    if positive is None:
+        logits = group.logits
+    else:
+        total = group.zero_masked_(group.logits.exp_()).sum(dim=2)  # (G, P); the logits are consumed
+        real = plan.n_positions - first_chunk * plan.pos_per_chunk  # rows past it are pad slots
+        if bool(torch.isfinite(total.view(-1)[: max(real, 0)]).all()):
+            return total.log_().add_(positive.index_select(0, group.pos).view(total.shape))
+        dim = group.pos_hidden.shape[2] - 1
+        logits = torch.bmm(group.pos_hidden[..., :dim], group.windows[..., :dim].transpose(1, 2))  # unshifted
     if group.pad is not None:  # a pad slot's logit is no candidate's: keep it out of the row's maximum
         logits.masked_fill_(group.pad, -torch.inf)
     top = logits.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(logits.dtype).min)  # finite (G, P, 1)
     total = group.zero_masked_(logits.sub_(top).exp_()).sum(dim=2)  # (G, P)
     return total.log_().add_(top.squeeze(2))
+
+
+def _inputs(
+    hidden: torch.Tensor, item_emb: torch.Tensor, column: torch.Tensor, plan: RecePlan
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bmm inputs: with several rounds, hidden with ``column`` (N,) appended and the items with ones, so
+    every logit comes out plus the column; with one round, the plain tensors (the (C, D + 1) copy would cost
+    about what it saves, and one more item table at C = 1e6 is 260 MB of peak)."""
+    if plan.n_rounds == 1:
+        return hidden, item_emb
+    ones = torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device)
+    return with_column(hidden, column), with_column(item_emb, ones)
 
 
 def _groups(plan: RecePlan) -> list[range]:

@@ -183,9 +183,11 @@ def test_rows_with_masked_extremes_stay_exact():
     assert_same(got, want)
 
 
-def test_candidate_far_above_the_positive_takes_the_exact_path_in_float32():
-    """Forward rows are shifted by the positive's logit; a candidate 100 above it overflows exp in float32 and
-    must send the group to the max-shifted recomputation, with the float64 reference's value and gradients."""
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_candidate_far_above_the_positive_takes_the_exact_path_in_float32(rounds):
+    """With several rounds, forward rows are shifted by the positive's logit; a candidate 100 above it overflows
+    exp in float32 and must send the group to the max-shifted recomputation (one round shifts by the maximum
+    at once), with the float64 reference's value and gradients."""
     hidden, item_emb, targets = make_problem(17, 29, seed=3)
     with torch.no_grad():
         unit = hidden[0] / hidden[0].norm()
@@ -194,21 +196,22 @@ def test_candidate_far_above_the_positive_takes_the_exact_path_in_float32():
         item_emb[others[0]] = 50.0 * unit / hidden[0].norm()  # s = +50, a candidate in every window (one bucket)
     h32 = hidden.detach().float().requires_grad_()
     e32 = item_emb.detach().float().requires_grad_()
-    got = value_and_grads(lambda: rece(29, 1, n_buckets=1)(h32, e32, targets), h32, e32)
+    got = value_and_grads(lambda: rece(29, 1, n_buckets=1, rounds=rounds)(h32, e32, targets), h32, e32)
     want = value_and_grads(lambda: ce_reference(hidden, item_emb, targets), hidden, item_emb)
     for a, b in zip(got, want, strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rounds", [1, 3])
 @pytest.mark.parametrize("upstream", [-2.0, 0.0])
-def test_non_positive_incoming_gradient(upstream):
+def test_non_positive_incoming_gradient(upstream, rounds):
     """The backward folds log(g) into the shift only for g > 0; other upstream gradients take the product."""
     hidden, item_emb, targets = make_problem(23, 41, seed=6)
-    loss = rece(41, 4, n_buckets=5, n_extra_chunks=1, rounds=3)
+    loss = rece(41, 4, n_buckets=5, n_extra_chunks=1, rounds=rounds)
     value = loss(hidden, item_emb, targets)
     got = torch.autograd.grad(value * upstream, (hidden, item_emb))
-    ref = reference_rece(hidden, item_emb, targets, 5, 5, 1, 3, 4)
+    ref = reference_rece(hidden, item_emb, targets, 5, 5, 1, rounds, 4)
     want = torch.autograd.grad(ref * upstream, (hidden, item_emb))
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
