@@ -95,3 +95,18 @@ def test_help_is_instant_and_does_not_import_torch():
 )
 def test_every_command_has_help(command):
     assert _invoke(command, "--help").exit_code == 0
+
+
+def test_wrong_parameter_type_and_an_older_dataset_format_are_one_line_errors(tmp_path, tiny_data_root):
+    import json
+    import shutil
+
+    _one_line_error(_invoke("run", "--dataset", "tiny", "--loss", "rece", "-p", "rounds=many",
+                            "--data-dir", tiny_data_root, "--results-dir", tmp_path / "r"), "rounds")  # fmt: skip
+    old_root = tmp_path / "data"
+    shutil.copytree(tiny_data_root / "tiny", old_root / "tiny")
+    meta_path = old_root / "tiny" / "meta.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "format_version": 0}))
+    result = _invoke("run", "--dataset", "tiny", "--data-dir", old_root, "--results-dir", tmp_path / "r")
+    _one_line_error(result, "format version 0", "rece-bench prepare tiny --force")
+    assert not (tmp_path / "r" / "runs").exists()
