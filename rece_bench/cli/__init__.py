@@ -19,9 +19,12 @@ app = typer.Typer(
 @app.callback()
 def _startup() -> None:
     """Benchmark RECE and other losses for SASRec: quality, peak memory and training time."""
+    import os
+
     from rece_bench.memory import keep_freed_memory
 
-    keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
+    if os.environ.get("RECE_BENCH_SYSTEM_MALLOC") != "1":  # 1: leave glibc's default, for comparisons
+        keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
 
 
 # Imported for their side effect: each module adds its commands to `app`.
