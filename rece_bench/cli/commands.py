@@ -291,7 +291,7 @@ def demo(
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """The main job on the embedded default: CE, BCE+ and RECE fitted to one small memory budget on a synthetic set,
+    """The main job on the embedded default: CE, CE- and RECE fitted to one small memory budget on a synthetic set,
     shown as the paper's Table 2 and Pareto fronts, with popularity for scale."""
     from rece_bench.demo import DemoConfig, run_demo
     from rece_bench.paths import data_root, results_root
