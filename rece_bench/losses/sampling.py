@@ -94,7 +94,8 @@ def _redraw_duplicates(
     Returns the (R, K) draws and the rows (indices) still holding repeats after the last redraw.
     """
     high_rk = high[:, None].expand(-1, k)  # (R,) -> (R, K)
-    ranks = _uniform_below(high_rk, generator)  # (R, K)
+    dtype = torch.int32 if int(high.max()) <= torch.iinfo(torch.int32).max else torch.long  # int32 sorts faster
+    ranks = _uniform_below(high_rk, generator).to(dtype)  # (R, K)
     active = torch.arange(high.shape[0], device=high.device)
     for _ in range(_MAX_REDRAWS):
         block = ranks[active].sort(dim=1).values  # (A, K)
@@ -103,11 +104,11 @@ def _redraw_duplicates(
         has_repeat = repeat.any(dim=1)  # (A,)
         ranks[active] = block
         if not bool(has_repeat.any()):
-            return ranks, active[:0]
+            return ranks.long(), active[:0]
         active, block, repeat = active[has_repeat], block[has_repeat], repeat[has_repeat]
-        block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator)
+        block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator).to(dtype)
         ranks[active] = block
-    return ranks, torch.arange(high.shape[0], device=high.device)[active]
+    return ranks.long(), torch.arange(high.shape[0], device=high.device)[active]
 
 
 def _dense_draw(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -131,7 +132,8 @@ class _GatheredLogits(torch.autograd.Function):
         out = torch.empty(ids.shape, dtype=hidden.dtype, device=hidden.device)  # (N, K)
         for start in range(0, ids.shape[0], rows):
             stop = start + rows
-            emb = item_emb[ids[start:stop]]  # (Nb, K) -> (Nb, K, D)
+            block = ids[start:stop]  # (Nb, K)
+            emb = item_emb.index_select(0, block.reshape(-1)).view(*block.shape, -1)  # (Nb, K, D)
             out[start:stop] = torch.bmm(emb, hidden[start:stop, :, None])[:, :, 0]  # (Nb, K, D) x (Nb, D, 1)
         ctx.save_for_backward(hidden, item_emb, ids)
         ctx.rows = rows
@@ -145,7 +147,7 @@ class _GatheredLogits(torch.autograd.Function):
         for start in range(0, ids.shape[0], ctx.rows):
             stop = start + ctx.rows
             block_ids, grad = ids[start:stop], grad_out[start:stop]  # (Nb, K)
-            emb = item_emb[block_ids]  # (Nb, K) -> (Nb, K, D)
+            emb = item_emb.index_select(0, block_ids.reshape(-1)).view(*block_ids.shape, -1)  # (Nb, K, D)
             grad_hidden[start:stop] = torch.bmm(grad[:, None, :], emb)[:, 0]  # (Nb, 1, K) x (Nb, K, D)
             per_pair = grad[:, :, None] * hidden[start:stop, None, :]  # (Nb, K, 1) * (Nb, 1, D) -> (Nb, K, D)
             grad_items.index_add_(0, block_ids.reshape(-1), per_pair.reshape(-1, hidden.shape[1]))  # (Nb K, D)
