@@ -154,9 +154,11 @@ def keep_freed_memory() -> bool:
 
     By default glibc maps every block above 32 MiB fresh from the OS and unmaps it when freed, so a CPU step
     that builds a (positions x items) logits tensor pays a page fault per 4 KiB of it, every step (the README's
-    bench-step section measures what that costs full CE). With mmap off
-    and trimming off, large blocks come from the heap and stay there. Process-wide; tensor accounting
-    (MemTracker) is unaffected, but the process's resident size no longer shrinks after a peak.
+    bench-step section measures what that costs full CE). With mmap off and trimming off, large blocks come
+    from the heap and stay there. The price is resident memory: freed blocks fragment the heap, and a full-CE
+    bench-loss whose live tensors peak at 9.4 GB grew to 23 GB resident and was killed on a 24 GB machine. So
+    it is opt-in (``RECE_BENCH_KEEP_FREED_MEMORY=1``), process-wide, and leaves tensor accounting (MemTracker)
+    unchanged.
     """
     if not sys.platform.startswith("linux"):
         return False

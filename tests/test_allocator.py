@@ -20,7 +20,7 @@ def test_keep_freed_memory_takes_on_glibc_and_large_blocks_still_work():
         del block
 
 
-def test_cli_applies_it_unless_told_not_to(monkeypatch):
+def test_cli_applies_it_only_when_asked(monkeypatch):
     from typer.testing import CliRunner
 
     import rece_bench.memory
@@ -28,7 +28,7 @@ def test_cli_applies_it_unless_told_not_to(monkeypatch):
 
     calls = []
     monkeypatch.setattr(rece_bench.memory, "keep_freed_memory", lambda: calls.append(1) or True)
-    result = CliRunner().invoke(app, ["version"])
-    assert result.exit_code == 0 and calls == [1]
-    monkeypatch.setenv("RECE_BENCH_SYSTEM_MALLOC", "1")  # the opt-out
+    monkeypatch.delenv("RECE_BENCH_KEEP_FREED_MEMORY", raising=False)
+    assert CliRunner().invoke(app, ["version"]).exit_code == 0 and calls == []  # glibc's default unless asked
+    monkeypatch.setenv("RECE_BENCH_KEEP_FREED_MEMORY", "1")
     assert CliRunner().invoke(app, ["version"]).exit_code == 0 and calls == [1]

@@ -23,7 +23,7 @@ def _startup() -> None:
 
     from rece_bench.memory import keep_freed_memory
 
-    if os.environ.get("RECE_BENCH_SYSTEM_MALLOC") != "1":  # 1: leave glibc's default, for comparisons
+    if os.environ.get("RECE_BENCH_KEEP_FREED_MEMORY") == "1":  # opt-in: faster CPU steps, more resident memory
         keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
 
 
