@@ -330,6 +330,7 @@ class _ReceCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, item_emb, targets, plan: RecePlan, rounds: Rounds):  # noqa: ANN001
         positive = positive_logits(hidden, item_emb, targets)  # (N,)
         hidden_in, items_in = _inputs(hidden, item_emb, -positive, plan)
+        shift = positive if _shift_in_bmm(plan) else None
         lse = torch.full((plan.n_positions,), -torch.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
         packed: list[list[torch.Tensor]] = []  # per round after the first, per group
         for q in range(plan.n_rounds):
@@ -338,7 +339,6 @@ class _ReceCrossEntropy(torch.autograd.Function):
             round_bits = []
             for chunks in _groups(plan):
                 group, flags = group_logits(hidden_in, items_in, plan, rounds, slots, chunks)
-                shift = positive if hidden_in is not hidden else None
                 round_lse[chunks.start : chunks.stop] = _group_logsumexp(group, shift, chunks.start, plan)
                 if flags is not None:
                     round_bits.append(pack_flags(flags))
@@ -362,7 +362,7 @@ class _ReceCrossEntropy(torch.autograd.Function):
         scale = None if bool((grad_loss > 0).all()) else grad_loss
         shift = log_partition if scale is not None else log_partition - grad_loss.log()
         hidden_in, items_in = _inputs(hidden, item_emb, -shift, plan)
-        row_shift = shift if hidden_in is hidden else None  # not in the bmm: subtracted per group
+        row_shift = None if _shift_in_bmm(plan) else shift  # not in the bmm: subtracted per group
         for q in range(plan.n_rounds):
             slots = round_slots(rounds, plan, targets, q)
             for index, chunks in enumerate(_groups(plan)):
@@ -423,13 +423,17 @@ def _group_logsumexp(group: Group, positive: torch.Tensor | None, first_chunk: i
     return total.log_().add_(top.squeeze(2))
 
 
+def _shift_in_bmm(plan: RecePlan) -> bool:
+    return plan.n_rounds > 1
+
+
 def _inputs(
     hidden: torch.Tensor, item_emb: torch.Tensor, column: torch.Tensor, plan: RecePlan
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The bmm inputs: with several rounds, hidden with ``column`` (N,) appended and the items with ones, so
     every logit comes out plus the column; with one round, the plain tensors (the (C, D + 1) copy would cost
     about what it saves, and one more item table at C = 1e6 is 260 MB of peak)."""
-    if plan.n_rounds == 1:
+    if not _shift_in_bmm(plan):
         return hidden, item_emb
     ones = torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device)
     return with_column(hidden, column), with_column(item_emb, ones)
