@@ -250,3 +250,14 @@ def test_the_demo_fits_each_loss_to_its_budget(tmp_path):
     titles = [s.title for s in report_sections(results_frame([run.result.to_row() for run in runs]))]
     assert titles == ["demo: Table 2, the best configuration of each loss within 8 MB (7.6 MiB)",
                       "demo: Pareto front of each loss, peak memory -> best NDCG@10"]  # fmt: skip
+
+
+def test_a_new_loss_revision_redoes_cached_probes(tiny_data_root, tiny_config, tmp_path, monkeypatch):
+    from rece_bench.losses.rece import ReducedCrossEntropy
+
+    config = tiny_config(loss="rece", epochs=1)
+    candidate = Ladder({"batch_size": 16, "rounds": 1}, ()).candidates()[0]
+    assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached
+    assert Prober(config, tiny_data_root, tmp_path)(candidate).cached
+    monkeypatch.setattr(ReducedCrossEntropy, "revision", ReducedCrossEntropy.revision + 1)
+    assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached  # measured again, not reused

@@ -84,6 +84,8 @@ class Loss(torch.nn.Module):
     description: ClassVar[str] = ""
     params: ClassVar[tuple[ParamSpec, ...]] = ()
     needs_batch: ClassVar[bool] = False
+    # Bump when the implementation's memory or speed changes: cached budget probes carry it and are redone.
+    revision: ClassVar[int] = 1
 
     def __init__(self, num_items: int) -> None:
         super().__init__()

@@ -448,6 +448,7 @@ def _groups(plan: RecePlan) -> list[range]:
 @register
 class ReducedCrossEntropy(Loss):
     name = "rece"
+    revision = 2  # streamed groups reworked (one bmm per group, packed flags, shifts in the bmm)
     description = "RECE: CE over candidates found by random-projection buckets, chunks and neighbouring chunks."
     params = (
         ParamSpec("n_buckets", "int | None", None, "Buckets n_b; None: the n_b* formula on each call's N and C."),
