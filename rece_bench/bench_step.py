@@ -1,9 +1,10 @@
 """Whole-training-step benchmark: forward, loss, backward and Adam of SASRec on a prepared dataset.
 
 Every configuration sees the same batches (one batch order, drawn once). Reported per configuration: the median step
-time, positions per second, the peak of memory in one step (tracked live tensor bytes on CPU, the allocator's peak on
-CUDA; model, optimiser state and inputs included), and the share of a step spent building the batch and drawing
-negatives, timed apart from the step. Benchmarks report; tests check correctness.
+time (and every measured step's, for the spread), positions per second, the peak of memory in one step (tracked
+live tensor bytes on CPU, the allocator's peak on CUDA; model, optimiser state and inputs included), and the share
+of a step spent building the batch and drawing negatives, timed apart from the step. Benchmarks report; tests check
+correctness.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class StepBenchRow:
     data_time_s: float  # median time to build one batch
     sampling_time_s: float  # median time to draw one step's negatives (0 for losses without a sampler)
     device: str
+    step_times_s: tuple[float, ...] = ()  # every measured step, in order: the spread behind the median
 
     @property
     def data_share(self) -> float:
@@ -123,7 +125,7 @@ def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, pa
     return StepBenchRow(
         config.dataset, loss, dict(params), data.num_items, config.batch_size, positions, step_s,
         positions / step_s, meter.stats.peak_bytes, statistics.median(build_times), statistics.median(sampling),
-        str(device),
+        str(device), tuple(step_times),
     )  # fmt: skip
 
 

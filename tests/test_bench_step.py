@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 
 from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
@@ -13,6 +15,7 @@ def test_every_configuration_sees_the_same_batches_and_gets_a_row(tiny_data_root
     assert len({r.positions for r in rows}) == 1  # same batches for every loss
     for row in rows:
         assert row.step_time_s > 0 and row.peak_bytes > 0 and row.positions_per_s > 0
+        assert len(row.step_times_s) == 2 and row.step_time_s == statistics.median(row.step_times_s)
         assert 0 <= row.data_share < 5
     assert rows[0].sampling_time_s == 0 and rows[1].sampling_time_s > 0
 
@@ -28,3 +31,14 @@ def test_too_few_batches_is_a_clear_error(tiny_data_root):
     config = StepBenchConfig("tiny", tiny_data_root, (("ce", {}),), batch_size=200, max_len=12, dim=16, steps=3)
     with pytest.raises(UserError, match="lower --steps or --batch-size"):
         run_step_benchmark(config)
+
+
+def test_the_table_shows_each_median_with_its_spread():
+    from rece_bench.bench_step import StepBenchRow
+    from rece_bench.cli.bench import step_table
+    from rece_bench.cli.common import console
+
+    row = StepBenchRow("d", "ce", {}, 10, 4, 100.0, 2.0, 50.0, 1 << 20, 0.0, 0.0, "cpu", (2.5, 1.5, 2.0))
+    with console.capture() as captured:
+        console.print(step_table([row]))
+    assert "2.00 (1.50-2.50)" in captured.get()

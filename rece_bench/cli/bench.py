@@ -73,7 +73,7 @@ def step_table(rows):
         "loss",
         "params",
         "positions",
-        "step s",
+        "step s (min-max)",
         "pos/s",
         "peak",
         "data+sampling",
@@ -86,7 +86,14 @@ def step_table(rows):
         peak_ratio = f"{r.peak_bytes / base.peak_bytes:.3f}" if base else "-"
         params = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "-"
         table.add_row(
-            r.loss, params, f"{r.positions:,.0f}", f"{r.step_time_s:.2f}", f"{r.positions_per_s:,.0f}",
+            r.loss, params, f"{r.positions:,.0f}", _step_spread(r), f"{r.positions_per_s:,.0f}",
             format_bytes(r.peak_bytes), f"{100 * r.data_share:.1f}%", time_ratio, peak_ratio,
         )  # fmt: skip
     return table
+
+
+def _step_spread(row) -> str:
+    """The median step time with the fastest and slowest measured step: this CPU's timings wander."""
+    if not row.step_times_s:
+        return f"{row.step_time_s:.2f}"
+    return f"{row.step_time_s:.2f} ({min(row.step_times_s):.2f}-{max(row.step_times_s):.2f})"
