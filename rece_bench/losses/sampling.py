@@ -67,9 +67,14 @@ def seen_skip_table(seen_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def sample_distinct_ranks(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
     """(R, K) long: K distinct values per row r, uniform in [0, high[r])."""
+    dense = 2 * k > high  # (R,)
+    if not bool(dense.any()):  # the usual case: no gather or scatter of whole (R, K) blocks
+        ranks, left = _redraw_duplicates(high, k, generator)
+        if left.numel():
+            ranks[left] = _dense_draw(high[left], k, generator)
+        return ranks
     n_rows = high.shape[0]
     ranks = torch.empty(n_rows, k, dtype=torch.long, device=high.device)
-    dense = 2 * k > high  # (R,)
     sparse_rows = (~dense).nonzero().squeeze(1)
     dense_rows = dense.nonzero().squeeze(1)
     if sparse_rows.numel():
@@ -91,24 +96,28 @@ def _redraw_duplicates(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw with replacement, then redraw repeated values until every row is distinct.
 
-    Returns the (R, K) draws and the rows (indices) still holding repeats after the last redraw.
+    Returns the (R, K) draws (each row sorted) and the rows (indices) still holding repeats after the last redraw.
+    The first pass works on every row in place; later passes gather only the rows that had a repeat.
     """
     high_rk = high[:, None].expand(-1, k)  # (R,) -> (R, K)
     dtype = torch.int32 if int(high.max()) <= torch.iinfo(torch.int32).max else torch.long  # int32 sorts faster
-    ranks = _uniform_below(high_rk, generator).to(dtype)  # (R, K)
-    active = torch.arange(high.shape[0], device=high.device)
+    ranks = _uniform_below(high_rk, generator).to(dtype).sort(dim=1).values  # (R, K)
+    block, active = ranks, None  # active None: the block is every row
     for _ in range(_MAX_REDRAWS):
-        block = ranks[active].sort(dim=1).values  # (A, K)
         repeat = torch.zeros_like(block, dtype=torch.bool)
         repeat[:, 1:] = block[:, 1:] == block[:, :-1]
         has_repeat = repeat.any(dim=1)  # (A,)
-        ranks[active] = block
+        if active is not None:
+            ranks[active] = block
         if not bool(has_repeat.any()):
-            return ranks.long(), active[:0]
-        active, block, repeat = active[has_repeat], block[has_repeat], repeat[has_repeat]
+            return ranks.long(), torch.zeros(0, dtype=torch.long, device=high.device)
+        rows = has_repeat.nonzero().squeeze(1)
+        active = rows if active is None else active[rows]
+        block, repeat = block[rows], repeat[rows]
         block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator).to(dtype)
-        ranks[active] = block
-    return ranks.long(), torch.arange(high.shape[0], device=high.device)[active]
+        block = block.sort(dim=1).values
+    ranks[active] = block
+    return ranks.long(), active
 
 
 def _dense_draw(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
