@@ -68,18 +68,15 @@ def seen_skip_table(seen_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def sample_distinct_ranks(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
     """(R, K) long: K distinct values per row r, uniform in [0, high[r])."""
     dense = 2 * k > high  # (R,)
-    if not bool(dense.any()):  # the usual case: no gather or scatter of whole (R, K) blocks
-        ranks, left = _redraw_duplicates(high, k, generator)
-        if left.numel():
-            ranks[left] = _dense_draw(high[left], k, generator)
-        return ranks
-    n_rows = high.shape[0]
-    ranks = torch.empty(n_rows, k, dtype=torch.long, device=high.device)
-    sparse_rows = (~dense).nonzero().squeeze(1)
     dense_rows = dense.nonzero().squeeze(1)
-    if sparse_rows.numel():
-        ranks[sparse_rows], left = _redraw_duplicates(high[sparse_rows], k, generator)
-        dense_rows = torch.cat([dense_rows, sparse_rows[left]])
+    if not dense_rows.numel():  # the usual case: redraw every row in place, no (R, K) gather or scatter
+        ranks, dense_rows = _redraw_duplicates(high, k, generator)
+    else:
+        ranks = torch.empty(high.shape[0], k, dtype=torch.long, device=high.device)
+        sparse_rows = (~dense).nonzero().squeeze(1)
+        if sparse_rows.numel():
+            ranks[sparse_rows], left = _redraw_duplicates(high[sparse_rows], k, generator)
+            dense_rows = torch.cat([dense_rows, sparse_rows[left]])
     if dense_rows.numel():
         ranks[dense_rows] = _dense_draw(high[dense_rows], k, generator)
     return ranks
