@@ -62,7 +62,7 @@ class StepBenchRow:
     data_time_s: float  # median time to build one batch
     sampling_time_s: float  # median time to draw one step's negatives (0 for losses without a sampler)
     device: str
-    step_times_s: tuple[float, ...] = ()  # every measured step, in order: the spread behind the median
+    step_times_s: tuple[float, ...]  # every measured step, in order: the spread behind the median
 
     @property
     def data_share(self) -> float:

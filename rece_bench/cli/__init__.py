@@ -5,6 +5,8 @@ Each submodule registers its commands on ``app``; none imports torch at module l
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 app = typer.Typer(
@@ -19,8 +21,6 @@ app = typer.Typer(
 @app.callback()
 def _startup() -> None:
     """Benchmark RECE and other losses for SASRec: quality, peak memory and training time."""
-    import os
-
     from rece_bench.memory import keep_freed_memory
 
     if os.environ.get("RECE_BENCH_KEEP_FREED_MEMORY") == "1":  # opt-in: faster CPU steps, more resident memory

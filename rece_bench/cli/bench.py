@@ -94,6 +94,4 @@ def step_table(rows):
 
 def _step_spread(row) -> str:
     """The median step time with the fastest and slowest measured step: this CPU's timings wander."""
-    if not row.step_times_s:
-        return f"{row.step_time_s:.2f}"
     return f"{row.step_time_s:.2f} ({min(row.step_times_s):.2f}-{max(row.step_times_s):.2f})"
