@@ -199,11 +199,11 @@ class Group:
     pairs of an earlier round) is in the position's partition, so a masked logit may set the row's shift.
     """
 
-    logits: torch.Tensor  # (G, P, W), unmasked, each row minus its position's shift
+    logits: torch.Tensor  # (G, P, W), unmasked; each row minus its position's shift when that rides in the bmm
     pos: torch.Tensor  # (G P,) position ids (pad slots hold 0)
-    pos_hidden: torch.Tensor  # (G, P, D + 1): hidden states and minus the shift
+    pos_hidden: torch.Tensor  # (G, P, D), or (G, P, D + 1) with minus the shift when it rides in the bmm
     span: torch.Tensor  # ((G + 2 n_ec) I,) item ids (pad slots hold 0)
-    span_emb: torch.Tensor  # (G + 2 n_ec, I, D + 1): item embeddings and a column of ones
+    span_emb: torch.Tensor  # (G + 2 n_ec, I, D), or (..., D + 1) with a column of ones when the shift rides
     positive: torch.Tensor  # (K,) flat indices into logits of the positives inside their windows
     pad: torch.Tensor | None  # (G, 1, W) bool view, pad item slots; None when the group has none
     keep: torch.Tensor | None  # (G, P, W) uint8, 0 where scored in an earlier round, else 1; None in round 0
@@ -249,14 +249,14 @@ def group_logits(
     chunks: range,
     keep_bits: torch.Tensor | None = None,
 ) -> tuple[Group, torch.Tensor | None]:
-    """The logits of chunks ``chunks`` of round q, each minus its position's shift, and their masks: pad
-    items, each position's positive, and (q > 0) pairs already scored in an earlier round. ``hidden_aug`` is
-    (N, D + 1), the hidden states with minus the shift appended; ``items_aug`` (C, D + 1) the item embeddings
-    with a column of ones, so that the bmm subtracts the shift with no pass of its own. Returns the group
+    """The logits of chunks ``chunks`` of round q and their masks: pad items, each position's positive, and
+    (q > 0) pairs already scored in an earlier round. ``hidden_aug`` and ``items_aug`` are the plain (N, D) and
+    (C, D) tensors, or (see ``_inputs``) the hidden states with minus a per-position shift appended and the item
+    embeddings with a column of ones, so that the bmm subtracts the shift with no pass of its own. Returns the group
     and, for q > 0, the keep flags (flat uint8 0/1, padded to a multiple of 8), recomputed or unpacked from
     ``keep_bits``."""
     n_group, p_size, i_size, width = len(chunks), plan.pos_per_chunk, plan.items_per_chunk, plan.window
-    dim = hidden_aug.shape[1]  # D + 1
+    dim = hidden_aug.shape[1]  # D, or D + 1
     rows = slice(chunks.start * p_size, chunks.stop * p_size)
     span_slots = slice(chunks.start * i_size, (chunks.stop + 2 * plan.n_extra) * i_size)
     pos, span = slots.pos[rows], slots.items[span_slots]  # (G P,), ((G + 2 n_ec) I,)
