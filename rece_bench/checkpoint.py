@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 
+from rece_bench.errors import UserError
+
 CHECKPOINTS_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
+FORMAT = 2  # 2: SASRec's item table holds the C catalogue rows only (1 had a pad row first)
 
 
 def checkpoint_dir(results_root: Path, run_id: str) -> Path:
@@ -38,7 +41,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def save_last(folder: Path, payload: dict[str, Any]) -> None:
     """``payload``: model, optimizer, state (early stopping), rng, batch_rng, train_time_s, peak_bytes."""
-    atomic_torch_save(payload, folder / LAST)
+    atomic_torch_save({**payload, "format": FORMAT}, folder / LAST)
 
 
 def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> None:
@@ -48,6 +51,16 @@ def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> None:
 def load_last(folder: Path) -> dict[str, Any] | None:
     path = folder / LAST
     return torch.load(path, weights_only=False) if path.exists() else None
+
+
+def check_resumable(payload: dict[str, Any], folder: Path) -> None:
+    """A checkpoint of another format cannot continue here: say so instead of failing on its weights' shapes."""
+    found = payload.get("format", 1)
+    if found != FORMAT:
+        raise UserError(
+            f"the checkpoint under {folder} has format {found}, this version resumes format {FORMAT}: "
+            "run again without --resume"
+        )
 
 
 def load_best(folder: Path) -> dict[str, torch.Tensor]:

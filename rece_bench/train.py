@@ -18,7 +18,15 @@ from typing import Any, Protocol
 
 import torch
 
-from rece_bench.checkpoint import checkpoint_dir, discard_last, load_best, load_last, save_best, save_last
+from rece_bench.checkpoint import (
+    check_resumable,
+    checkpoint_dir,
+    discard_last,
+    load_best,
+    load_last,
+    save_best,
+    save_last,
+)
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import (
     EvalSet,
@@ -314,6 +322,7 @@ def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume
     if resume and payload is None:
         raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
     if resume:
+        check_resumable(payload, folder)
         run.restore(payload)
     else:
         discard_last(folder)

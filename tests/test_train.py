@@ -18,7 +18,11 @@ def test_a_run_writes_one_result_with_metrics_memory_and_history(tiny_data_root,
     assert result.epochs == 3 and len(result.history) == 3
     names = {"ndcg@1", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10"}
     assert set(result.metrics) == names | {f"{name}_se" for name in names}
-    assert 0 < result.metrics["ndcg@10_se"] < result.metrics["ndcg@10"]
+    # a standard error of the mean over test users: for 0/1 hits, sqrt(p (1 - p) / (U - 1)) exactly
+    n_users = len(train_module.load_run_data(tiny_data_root, "tiny", 12).test)
+    hit_rate = result.metrics["hr@10"]
+    assert result.metrics["hr@10_se"] == pytest.approx((hit_rate * (1 - hit_rate) / (n_users - 1)) ** 0.5)
+    assert 0 <= result.metrics["ndcg@10_se"] <= result.metrics["ndcg@10"]  # equal with a single hit
     assert result.eval_peak_bytes > 0
     assert result.peak_bytes > result.start_bytes > 0
     assert result.memory_method == "cpu_live_tensors"
@@ -56,6 +60,18 @@ def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
     assert resumed.metrics == straight.metrics
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     assert len(_result_files(root)) == 1  # the interrupted result was replaced
+
+
+def test_resume_from_an_older_checkpoint_format_is_a_clear_error(tiny_data_root, tiny_config, tmp_path):
+    from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.errors import UserError
+
+    config = tiny_config()
+    train_run(config, tiny_data_root, tmp_path)
+    last = checkpoint_dir(tmp_path, train_module.run_id_of(config)) / LAST
+    torch.save({"model": {"item_emb.weight": torch.zeros(4, 16)}}, last)  # format 1: a pad row, no "format" key
+    with pytest.raises(UserError, match="has format 1, this version resumes format 2: run again without --resume"):
+        train_run(config, tiny_data_root, tmp_path, resume=True)
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data_root, tiny_config, tmp_path):

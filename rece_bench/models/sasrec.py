@@ -4,8 +4,12 @@ Letters used in shape comments: B batch of sequences, L max length, D hidden siz
 H heads, N non-pad positions.
 
 Item ids in sequences are 1..C with 0 as padding (left padding: the last item sits at position L-1). The item
-embedding table has C + 1 rows and is tied to the output: ``item_embeddings()`` returns the C catalogue rows, so a
-loss scores item ``i`` (1-based) at column ``i - 1``.
+table holds the C catalogue rows only and is tied to the output: ``item_embeddings()`` returns it whole, so a loss
+scores item ``i`` (1-based) at column ``i - 1``. A pad position looks up row 0 and is zeroed right after, so it
+neither contributes nor receives a gradient. pmixer's zero pad row would do the same, but a (C + 1)-row table makes
+the loss see a slice of it, and autograd pays for the slice with a zeroed (C + 1, D) copy of the loss's gradient
+every step. (A sparse gradient for the input lookup would save one more (C, D) buffer, but autograd adds it to the
+loss's dense one out of place, which measured no faster, and MemTracker cannot read sparse storages.)
 
 One departure from pmixer, on purpose: attention ignores pad keys (pmixer lets real positions attend to the zeroed
 pad positions, so a sequence's output depends on how much padding precedes it). Each position may always attend to
@@ -109,7 +113,7 @@ class SASRec(nn.Module):
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.num_items + 1, config.dim, padding_idx=0)
+        self.item_emb = nn.Parameter(torch.empty(config.num_items, config.dim))  # (C, D), column i - 1 = item i
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
@@ -119,17 +123,15 @@ class SASRec(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform on every matrix, zero biases; the pad row of the item table stays zero."""
+        """Xavier-uniform on every matrix, zero biases."""
         for name, param in self.named_parameters():
             if param.dim() >= 2:
                 nn.init.xavier_uniform_(param)
             elif name.endswith("bias"):
                 nn.init.zeros_(param)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
 
     def item_embeddings(self) -> torch.Tensor:
-        return self.item_emb.weight[1:]  # (C + 1, D) -> (C, D): the pad row never scores
+        return self.item_emb  # (C, D), the parameter itself: no slice for autograd to pad back
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         batch, length = seq.shape
@@ -138,8 +140,9 @@ class SASRec(nn.Module):
         # Left padding: the last item always sits at position max_len - 1.
         positions = torch.arange(self.config.max_len - length, self.config.max_len, device=seq.device)
         keep = (seq != 0).unsqueeze(-1)  # (B, L, 1)
-        x = self.item_emb(seq) * math.sqrt(self.config.dim) + self.pos_emb(positions)  # (B, L, D)
-        x = self.emb_dropout(x) * keep
+        rows = F.embedding((seq - 1).clamp_(min=0), self.item_emb)  # (B, L, D); pads read row 0
+        x = rows * math.sqrt(self.config.dim) + self.pos_emb(positions)
+        x = self.emb_dropout(x) * keep  # pad positions zeroed: row 0 gets nothing from them
         allowed = self._attention_mask(seq)
         for block in self.blocks:
             x = block(x, allowed, keep)

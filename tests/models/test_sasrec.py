@@ -47,11 +47,17 @@ def test_batch_rows_are_independent():
     assert torch.allclose(alone[0], together[0], atol=1e-12)
 
 
-def test_item_embeddings_skip_the_pad_row_and_are_tied():
+def test_item_table_holds_the_catalogue_and_is_tied_to_the_inputs():
     model = _model()
-    assert model.item_embeddings().shape == (30, 16)
-    assert model.item_embeddings().data_ptr() == model.item_emb.weight[1:].data_ptr()
-    assert torch.all(model.item_emb.weight[0] == 0)
+    assert model.item_embeddings() is model.item_emb and model.item_emb.shape == (30, 16)
+    seq = torch.tensor([[0, 0, 0, 3, 7, 9, 4, 2]])  # pads look up row 0; item 1 (row 0) is not in the sequence
+    probe = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grad = torch.autograd.grad((model(seq) * probe).sum(), model.item_emb)[0]
+    assert torch.all(grad[0] == 0)  # pads give row 0 nothing back
+    assert torch.all(grad[[2, 6, 8, 3, 1]].abs().sum(dim=1) > 0)  # items 3, 7, 9, 4, 2 -> rows 2, 6, 8, 3, 1
+    untouched = torch.ones(30, dtype=torch.bool)
+    untouched[[2, 6, 8, 3, 1]] = False
+    assert torch.all(grad[untouched] == 0)
 
 
 @pytest.mark.parametrize("field,value", [("num_items", 0), ("dim", -1), ("dropout", 1.0), ("n_heads", 3)])
