@@ -4,6 +4,10 @@ Without replacement, excluding a user's items: draw ranks among the items the us
 duplicates by redrawing them (the procedure treats every item alike, so each k-subset is equally likely), then
 map a rank to its item id by skipping the user's sorted seen ids. Rows whose draw is dense (k above half the
 allowed items) use random keys and top-k instead, where redrawing would crawl.
+
+Per-row work is done on flat arrays: a row's values are offset by row x (a bound above every value), so one 1-D
+sort orders every row at once and one 1-D search serves every row. On CPU PyTorch radix-sorts a 1-D int64
+tensor; a row-wise sort of the same (2,700, 256) block took 2.4x as long on this project's 2-core CPU.
 """
 
 from __future__ import annotations
@@ -45,8 +49,21 @@ def sample_excluding(
         )
     high = allowed[row_seq]  # (B,) -> (R,)
     ranks = sample_distinct_ranks(high, n_negatives, generator)  # (R, K)
-    row_skip = skip[row_seq]  # (B, S) -> (R, S)
-    return ranks + torch.searchsorted(row_skip, ranks, right=True)  # (R, K)
+    return ranks + _skips_at_or_below(skip, row_seq, ranks, num_items)  # (R, K)
+
+
+def _skips_at_or_below(skip: torch.Tensor, row_seq: torch.Tensor, ranks: torch.Tensor, bound: int) -> torch.Tensor:
+    """(R, K): #{i : skip[row_seq[r], i] <= ranks[r, k]}, by one search in the flattened (B, S) table.
+
+    Sequence b's entries are offset by b (bound + 1) (pads, above every rank, become bound), so the flat table is
+    sorted as a whole and a query offset the same way counts all earlier sequences' entries, then its own; the
+    earlier ones are subtracted. No (R, S) copy of the table is made.
+    """
+    n_seqs, width = skip.shape
+    stride = bound + 1
+    flat = (skip.clamp(max=bound) + torch.arange(n_seqs, device=skip.device)[:, None] * stride).view(-1)  # (B S,)
+    queries = ranks + (row_seq * stride)[:, None]  # (R, K)
+    return torch.searchsorted(flat, queries, right=True).sub_((row_seq * width)[:, None])
 
 
 def seen_skip_table(seen_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +83,7 @@ def seen_skip_table(seen_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 
 def sample_distinct_ranks(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(R, K) long: K distinct values per row r, uniform in [0, high[r])."""
+    """(R, K) long: K distinct values per row r, uniform in [0, high[r]); rows from the redraw path come sorted."""
     dense = 2 * k > high  # (R,)
     dense_rows = dense.nonzero().squeeze(1)
     if not dense_rows.numel():  # the usual case: redraw every row in place, no (R, K) gather or scatter
@@ -97,8 +114,8 @@ def _redraw_duplicates(
     The first pass works on every row in place; later passes gather only the rows that had a repeat.
     """
     high_rk = high[:, None].expand(-1, k)  # (R,) -> (R, K)
-    dtype = torch.int32 if int(high.max()) <= torch.iinfo(torch.int32).max else torch.long  # int32 sorts faster
-    ranks = _uniform_below(high_rk, generator).to(dtype).sort(dim=1).values  # (R, K)
+    bound = int(high.max())
+    ranks = sort_rows(_uniform_below(high_rk, generator), bound)  # (R, K)
     block, active = ranks, None  # active None: the block is every row
     for _ in range(_MAX_REDRAWS):
         repeat = torch.zeros_like(block, dtype=torch.bool)
@@ -107,14 +124,21 @@ def _redraw_duplicates(
         if active is not None:
             ranks[active] = block
         if not bool(has_repeat.any()):
-            return ranks.long(), torch.zeros(0, dtype=torch.long, device=high.device)
+            return ranks, torch.zeros(0, dtype=torch.long, device=high.device)
         rows = has_repeat.nonzero().squeeze(1)
         active = rows if active is None else active[rows]
         block, repeat = block[rows], repeat[rows]
-        block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator).to(dtype)
-        block = block.sort(dim=1).values
+        block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator)
+        block = sort_rows(block, bound)
     ranks[active] = block
-    return ranks.long(), active
+    return ranks, active
+
+
+def sort_rows(values: torch.Tensor, bound: int) -> torch.Tensor:
+    """(A, K) long values in [0, bound), each row sorted ascending, by one 1-D sort of row-offset keys."""
+    offsets = torch.arange(values.shape[0], device=values.device)[:, None] * bound  # (A, 1)
+    keys = values.add(offsets).view(-1).sort().values  # row a's keys lie in [a bound, (a + 1) bound)
+    return keys.view(values.shape).sub_(offsets)
 
 
 def _dense_draw(high: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:

@@ -83,6 +83,20 @@ def test_excluding_sampler_is_uniform_over_allowed_items(k):
     torch.testing.assert_close(allowed, torch.full_like(allowed, k / 8), atol=0.02, rtol=0)
 
 
+def test_excluding_sampler_draws_every_pair_equally_often():
+    """Each 2-subset of the 8 allowed items, not just each item, is equally likely (redraw path)."""
+    seen = torch.tensor([[2, 5, -1]])
+    rows = 28_000
+    pairs = sample_excluding(seen, torch.zeros(rows, dtype=torch.long), 2, 10, torch.Generator().manual_seed(1))
+    low, high = pairs.min(dim=1).values, pairs.max(dim=1).values
+    counts = torch.bincount(low * 10 + high, minlength=100).double()
+    allowed = [0, 1, 3, 4, 6, 7, 8, 9]
+    expected = torch.tensor([a * 10 + b for i, a in enumerate(allowed) for b in allowed[i + 1 :]])
+    assert counts.sum() == counts[expected].sum() == rows  # only allowed, distinct pairs
+    freq = counts[expected] / rows  # 28 pairs, 1/28 each; the s.e. of one is about 0.0011
+    torch.testing.assert_close(freq, torch.full_like(freq, 1 / 28), atol=0.0045, rtol=0)
+
+
 def test_uniform_sampler_draws_with_replacement_from_catalogue():
     ids = sample_uniform(500, 8, 5, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert ids.shape == (500, 8) and ids.min() == 0 and ids.max() == 4
