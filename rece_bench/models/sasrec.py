@@ -114,6 +114,7 @@ class SASRec(nn.Module):
         super().__init__()
         self.config = config
         self.item_emb = nn.Parameter(torch.empty(config.num_items, config.dim))  # (C, D), column i - 1 = item i
+        torch.empty(config.num_items + 1, config.dim).normal_()  # the draws pmixer's nn.Embedding makes here
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
@@ -123,9 +124,14 @@ class SASRec(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform on every matrix, zero biases."""
+        """Xavier-uniform on every matrix, zero biases. The item table is drawn as pmixer's (C + 1)-row table
+        with its pad row dropped: the same values and the same draws from the generator, so a seed trains as it
+        did when the table had a pad row."""
         for name, param in self.named_parameters():
-            if param.dim() >= 2:
+            if param is self.item_emb:
+                with torch.no_grad():
+                    param.copy_(nn.init.xavier_uniform_(param.new_empty(param.shape[0] + 1, param.shape[1]))[1:])
+            elif param.dim() >= 2:
                 nn.init.xavier_uniform_(param)
             elif name.endswith("bias"):
                 nn.init.zeros_(param)
