@@ -27,9 +27,10 @@ window as training (see ``train.Meter``), runs one training step on the worst-ca
 positions and seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on
 a GPU, live tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it
 never needs more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its
-implementation revision, configuration, device) under ``<results>/probes``. A candidate fits when its probed peak
-is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training process is then capped at the budget
-(``torch.cuda.set_per_process_memory_fraction``); a training peak above the budget makes the run ``over_budget``.
+implementation revision, the model's revision, configuration, device) under ``<results>/probes``. A candidate
+fits when its probed peak is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training process is
+then capped at the budget (``torch.cuda.set_per_process_memory_fraction``); a training peak above the budget makes
+the run ``over_budget``.
 """
 
 from __future__ import annotations
@@ -340,6 +341,7 @@ class Prober:
         from rece_bench import __version__
         from rece_bench.data.store import read_meta
         from rece_bench.losses.base import lookup
+        from rece_bench.models.sasrec import SASRec
 
         params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
         params.pop("budget_bytes", None)
@@ -347,7 +349,7 @@ class Prober:
             "dataset": config.dataset, "prepared_at": read_meta(self.data_root, config.dataset).get("created_at"),
             "loss": config.loss, "params": params, "device": _device_name(config.device), "steps": self.steps,
             "eval_chunking": [config.eval_users_chunk, config.eval_items_chunk], "version": __version__,
-            "loss_revision": lookup(config.loss).revision,
+            "loss_revision": lookup(config.loss).revision, "model_revision": SASRec.revision,
         }  # fmt: skip
 
     def _cache_path(self, config: TrainConfig) -> Path:

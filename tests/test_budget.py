@@ -252,12 +252,15 @@ def test_the_demo_fits_each_loss_to_its_budget(tmp_path):
                       "demo: Pareto front of each loss, peak memory -> best NDCG@10"]  # fmt: skip
 
 
-def test_a_new_loss_revision_redoes_cached_probes(tiny_data_root, tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("changed", ["loss", "model"])
+def test_a_new_loss_or_model_revision_redoes_cached_probes(changed, tiny_data_root, tiny_config, tmp_path, monkeypatch):
     from rece_bench.losses.rece import ReducedCrossEntropy
+    from rece_bench.models.sasrec import SASRec
 
     config = tiny_config(loss="rece", epochs=1)
     candidate = Ladder({"batch_size": 16, "rounds": 1}, ()).candidates()[0]
     assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached
     assert Prober(config, tiny_data_root, tmp_path)(candidate).cached
-    monkeypatch.setattr(ReducedCrossEntropy, "revision", ReducedCrossEntropy.revision + 1)
+    revised = ReducedCrossEntropy if changed == "loss" else SASRec
+    monkeypatch.setattr(revised, "revision", revised.revision + 1)
     assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached  # measured again, not reused

@@ -110,6 +110,8 @@ class SASRecBlock(nn.Module):
 class SASRec(nn.Module):
     """forward(seq (B, L) long) -> hidden states (B, L, D); item_embeddings() -> (C, D)."""
 
+    revision = 2  # budget probes key on it; 2: no pad row, so a step holds one (C + 1, D) gradient buffer less
+
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
