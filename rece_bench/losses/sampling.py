@@ -115,7 +115,7 @@ def _redraw_duplicates(
     """
     high_rk = high[:, None].expand(-1, k)  # (R,) -> (R, K)
     bound = int(high.max())
-    ranks = sort_rows(_uniform_below(high_rk, generator), bound)  # (R, K)
+    ranks = _sort_rows(_uniform_below(high_rk, generator), bound)  # (R, K)
     block, active = ranks, None  # active None: the block is every row
     for _ in range(_MAX_REDRAWS):
         repeat = torch.zeros_like(block, dtype=torch.bool)
@@ -129,12 +129,12 @@ def _redraw_duplicates(
         active = rows if active is None else active[rows]
         block, repeat = block[rows], repeat[rows]
         block[repeat] = _uniform_below(high[active][:, None].expand_as(block)[repeat], generator)
-        block = sort_rows(block, bound)
+        block = _sort_rows(block, bound)
     ranks[active] = block
     return ranks, active
 
 
-def sort_rows(values: torch.Tensor, bound: int) -> torch.Tensor:
+def _sort_rows(values: torch.Tensor, bound: int) -> torch.Tensor:
     """(A, K) long values in [0, bound), each row sorted ascending, by one 1-D sort of row-offset keys."""
     offsets = torch.arange(values.shape[0], device=values.device)[:, None] * bound  # (A, 1)
     keys = values.add(offsets).view(-1).sort().values  # row a's keys lie in [a bound, (a + 1) bound)
