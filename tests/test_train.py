@@ -33,10 +33,16 @@ def test_a_run_writes_one_result_with_metrics_memory_and_history(tiny_data_root,
     assert saved["params"]["batch_size"] == 32 and saved["status"] == "ok"
 
 
+@pytest.mark.parametrize(
+    "loss,params",
+    [("ce", {}), ("rece", {"n_extra_chunks": 1, "rounds": 2}), ("bce", {"n_negatives": 4})],
+    ids=["ce", "rece-random-projections", "bce-sampled-negatives"],
+)
 def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
-    tiny_data_root, tiny_config, tmp_path, monkeypatch
+    loss, params, tiny_data_root, tiny_config, tmp_path, monkeypatch
 ):
-    straight = train_run(tiny_config(), tiny_data_root, tmp_path / "straight")
+    config = tiny_config(loss=loss, loss_params=params)
+    straight = train_run(config, tiny_data_root, tmp_path / "straight")
 
     class StopAfterFirstEpoch:
         def start(self, epochs, steps_per_epoch):
@@ -51,11 +57,11 @@ def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
 
     root = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        train_run(tiny_config(), tiny_data_root, root, progress=StopAfterFirstEpoch())
+        train_run(config, tiny_data_root, root, progress=StopAfterFirstEpoch())
     interrupted = read_results(root)
     assert [r["status"] for r in interrupted] == ["interrupted"] and interrupted[0]["epochs"] == 1
 
-    resumed = train_run(tiny_config(), tiny_data_root, root, resume=True)
+    resumed = train_run(config, tiny_data_root, root, resume=True)
     assert resumed.status == "ok" and resumed.epochs == straight.epochs
     assert resumed.metrics == straight.metrics
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
