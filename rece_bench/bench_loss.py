@@ -28,7 +28,13 @@ from rece_bench.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 BENCH_DIR = "bench-loss"
-ALL_LOSSES = ("ce", "ce_chunked", "ce_neg", "bce", "gbce", "rece")
+
+
+def all_losses() -> tuple[str, ...]:
+    """Every registered loss, in report order."""
+    from rece_bench.losses.base import ordered_losses
+
+    return tuple(cls.name for cls in ordered_losses())
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class BenchLossConfig:
     items: tuple[int, ...]
     positions: int = 8192
     dim: int = 64
-    losses: tuple[str, ...] = ALL_LOSSES
+    losses: tuple[str, ...] = field(default_factory=all_losses)
     params: tuple[tuple[str, str, Any], ...] = ()
     repeats: int = 5
     device: str = "cpu"
@@ -62,7 +68,7 @@ class BenchLossConfig:
         if not self.losses:
             raise UserError("losses is empty: name at least one loss")
         for name in self.losses:
-            build_loss(name, num_items=max(self.items), **self.params_of(name))  # loud on bad names and values
+            build_loss(name, num_items=max(self.items), **_build_args(name, self.params_of(name), self))  # loud
         for name, key, _ in self.params:
             if name not in self.losses:
                 raise UserError(f"parameter {name}.{key} given but loss {name!r} is not benchmarked")
@@ -214,7 +220,7 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     from rece_bench.memory import PeakMemory
 
     params = config.params_of(name)
-    loss = build_loss(name, num_items=num_items, **_seeded(name, params, config))
+    loss = build_loss(name, num_items=num_items, **_build_args(name, params, config, num_items))
     needs = loss.estimate_peak_bytes(config.positions, config.dim)
     free = free_memory_bytes(config.device)
     row = {"loss": name, "num_items": num_items, "n_positions": config.positions, "dim": config.dim,
@@ -239,15 +245,21 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     )  # fmt: skip
 
 
-def _seeded(name: str, params: dict[str, Any], config: BenchLossConfig) -> dict[str, Any]:
-    """The loss's parameters plus a seeded generator where the loss draws random numbers."""
+def _build_args(name: str, params: dict[str, Any], config: BenchLossConfig, num_items: int | None = None) -> dict:
+    """The loss's parameters, plus a seeded generator where the loss draws random numbers and what it asks of the
+    data (``data_inputs``): random data has no training split, so item counts follow Zipf's law (count of the
+    i-th item ~ 1 / i), the usual shape of interaction data."""
     import torch
 
     from rece_bench.losses.base import lookup
 
-    if any(spec.name == "generator" for spec in lookup(name).params):
-        return {**params, "generator": torch.Generator(config.device).manual_seed(config.seed)}
-    return params
+    cls, args = lookup(name), dict(params)
+    if any(spec.name == "generator" for spec in cls.params):
+        args["generator"] = torch.Generator(config.device).manual_seed(config.seed)
+    if "item_counts" in cls.data_inputs:
+        ranks = torch.arange(1, (num_items or max(config.items)) + 1, device=config.device)  # (C,)
+        args["item_counts"] = (1_000_000 // ranks).clamp(min=1)
+    return args
 
 
 def run_bench_loss(

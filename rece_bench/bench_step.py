@@ -23,7 +23,7 @@ from rece_bench.config import TrainConfig, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.memory import PeakMemory
-from rece_bench.train import build_loss_for, build_model_and_optimizer, load_run_data, loss_inputs, train_step
+from rece_bench.train import build_run, load_run_data, loss_inputs, train_step
 
 
 @dataclass(frozen=True)
@@ -104,14 +104,12 @@ def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: t
 
 
 def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, params: dict) -> StepBenchRow:
-    device = torch.device(config.device)
-    torch.manual_seed(config.seed)
     train_config = TrainConfig(
         dataset=config.dataset, loss=loss, loss_params=params, batch_size=config.batch_size,
-        max_len=config.max_len, dim=config.dim, device=config.device,
+        max_len=config.max_len, dim=config.dim, device=config.device, seed=config.seed,
     )  # fmt: skip
-    model, optimizer = build_model_and_optimizer(train_config, data.num_items, device)
-    loss_fn = build_loss_for(train_config, data.num_items, device)
+    run = build_run(train_config, data)  # seeded with config.seed
+    model, optimizer, loss_fn, device = run.model, run.optimizer, run.loss_fn, run.device
     for batch in batches[: config.warmup]:
         train_step(model, loss_fn, optimizer, batch, device)
     measured = batches[config.warmup : config.warmup + config.steps]

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rece_bench.budget import Choice
+from rece_bench.budget.choice import Choice
 from rece_bench.results import RunResult
 
 DEMO_DATASET = "demo"
@@ -53,7 +53,7 @@ class DemoRun:
 def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]:
     """Popularity first (for scale), then each loss in ``config.losses`` fitted to ``config.budget_bytes``."""
     from rece_bench.baselines import popularity_run
-    from rece_bench.budget import train_within_budget
+    from rece_bench.budget.fit import train_within_budget
     from rece_bench.config import TrainConfig
     from rece_bench.train import train_run
 

@@ -30,28 +30,15 @@ JSON_KEYS = (
     "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
     "device", "params", "message",
 )  # fmt: skip
-LOSS_ORDER = ("bce", "gbce", "ce_neg", "ce", "ce_chunked", "rece")  # the paper's row order, then the rest
 REFERENCE_LOSSES = ("popularity",)  # shown for scale, never ranked
 SELECTION = ("valid_ndcg@10", "ndcg@10")  # the first one present picks a configuration
-_ABBREVIATIONS = {"batch_size": "batch", "n_extra_chunks": "n_ec", "rounds": "r", "n_negatives": "k"}
 
-# The paper's Table 2 (full datasets, under its memory constraints): NDCG@1, NDCG@5, NDCG@10, HR@5, HR@10.
-PAPER_TABLE2: dict[str, dict[str, tuple[float, ...]]] = {
-    "kindle": {
-        "bce": (0.0473, 0.0674, 0.0725, 0.0856, 0.1010),
-        "gbce": (0.0473, 0.0626, 0.0681, 0.0766, 0.0933),
-        "ce_neg": (0.0397, 0.0582, 0.0644, 0.0744, 0.0938),
-        "ce": (0.0467, 0.0658, 0.0711, 0.0822, 0.0972),
-        "rece": (0.0486, 0.0665, 0.0714, 0.0822, 0.0985),
-    },
-    "gowalla": {
-        "bce": (0.0175, 0.0341, 0.0415, 0.0507, 0.0739),
-        "gbce": (0.0165, 0.0337, 0.0410, 0.0506, 0.0733),
-        "ce_neg": (0.0162, 0.0321, 0.0402, 0.0475, 0.0729),
-        "ce": (0.0164, 0.0324, 0.0388, 0.0471, 0.0674),
-        "rece": (0.0192, 0.0372, 0.0449, 0.0546, 0.0787),
-    },
-}
+
+def _loss_classes() -> dict:
+    """The registry, read when a report is made (the losses carry their order, labels and the paper's numbers)."""
+    from rece_bench.losses.base import LOSSES
+
+    return LOSSES
 
 
 # ---------------------------------------------------------------- frames
@@ -70,7 +57,9 @@ def config_label(params: dict[str, Any]) -> str:
     """The knobs a budget or a sweep turns: 'batch 64, n_ec 3, r 8'."""
     shown = {"batch_size": params.get("batch_size")} if "batch_size" in params else {}
     shown |= {k.removeprefix("loss."): v for k, v in sorted(params.items()) if k.startswith("loss.")}
-    return ", ".join(f"{_ABBREVIATIONS.get(k, k)} {v}" for k, v in shown.items()) or "-"
+    from rece_bench.losses.base import abbreviate
+
+    return ", ".join(f"{abbreviate(k)} {v}" for k, v in shown.items()) or "-"
 
 
 def _config_key(params: dict[str, Any]) -> str:
@@ -127,8 +116,8 @@ def pareto_fronts(configs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(frame: pd.DataFrame, then: str) -> pd.DataFrame:
-    rank = {loss: i for i, loss in enumerate((*LOSS_ORDER,))}
-    order = frame["loss"].map(lambda loss: (rank.get(loss, len(rank)), loss))
+    rank = _loss_rank()
+    order = frame["loss"].map(lambda loss: (rank(loss), loss))
     return frame.assign(_order=order).sort_values(["dataset", "_order", then]).drop(columns="_order")
 
 
@@ -149,10 +138,22 @@ def table2(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses
     return pd.DataFrame(rows, columns=configs.columns)
 
 
+def _loss_rank() -> Callable[[str], tuple[int, int]]:
+    """Sort key of a loss name: the registered losses by their ``report_rank``, then unknown names, then the
+    reference rankings (popularity) last."""
+    classes = _loss_classes()
+
+    def rank(loss: str) -> tuple[int, int]:
+        if loss in REFERENCE_LOSSES:
+            return (2, 0)
+        return (0, classes[loss].report_rank) if loss in classes else (1, 0)
+
+    return rank
+
+
 def _loss_order(losses: Sequence[str]) -> list[str]:
-    known = [loss for loss in LOSS_ORDER if loss in losses]
-    others = sorted(set(losses) - set(LOSS_ORDER) - set(REFERENCE_LOSSES))
-    return known + others + [loss for loss in REFERENCE_LOSSES if loss in losses]
+    rank = _loss_rank()
+    return sorted(set(losses), key=lambda loss: (rank(loss), loss))
 
 
 def budgets_of(frame: pd.DataFrame) -> list[int | None]:
@@ -166,14 +167,16 @@ def budgets_of(frame: pd.DataFrame) -> list[int | None]:
 def paper_key(dataset: str) -> str | None:
     """The paper dataset a prepared dataset stands for, by name: 'gowalla', 'kindle-sample' -> 'kindle'."""
     head = dataset.lower().replace("-", "_").split("_")[0]
-    return head if head in PAPER_TABLE2 else None
+    kinds = {kind for cls in _loss_classes().values() for kind in cls.paper_results}
+    return head if head in kinds else None
 
 
 def paper_row(dataset: str, loss: str) -> tuple[float, ...] | None:
-    key = paper_key(dataset)
-    if key is None:
+    """The paper's Table 2 numbers of a loss on the paper dataset a prepared one stands for (None: not published)."""
+    key, classes = paper_key(dataset), _loss_classes()
+    if key is None or loss not in classes:
         return None
-    return PAPER_TABLE2[key].get("ce" if loss == "ce_chunked" else loss)
+    return classes[loss].paper_results.get(key)
 
 
 # ---------------------------------------------------------------- sections: what every text format shows
@@ -219,7 +222,7 @@ def _marks(table: pd.DataFrame) -> dict[tuple[int, str], str]:
 
 
 def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses) -> Section:
-    from rece_bench.budget import format_size
+    from rece_bench.budget.sizes import format_size
 
     table = table2(configs, dataset, budget_bytes, losses).reset_index(drop=True)
     marks = _marks(table)

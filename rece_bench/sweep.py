@@ -18,16 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rece_bench.budget import (
-    Candidate,
-    Ladder,
-    NothingFits,
-    catalogue_size,
-    ladder_for,
-    nothing_fits_result,
-    train_within_budget,
-    usable_candidates,
-)
+from rece_bench.budget.choice import NothingFits
+from rece_bench.budget.fit import catalogue_size, nothing_fits_result, train_within_budget
+from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import RunResult, read_results, write_result
@@ -75,7 +68,7 @@ class Job:
         return self.candidate.apply(config, None) if self.candidate is not None else config
 
     def label(self) -> str:
-        from rece_bench.budget import format_size
+        from rece_bench.budget.sizes import format_size
 
         what = f"budget {format_size(self.budget_bytes)}" if self.candidate is None else self.candidate.label()
         return f"{self.loss} ({what}, seed {self.seed})"

@@ -40,6 +40,7 @@ from rece_bench.data.loader import (
 from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
 from rece_bench.losses import LossBatch, build_loss
+from rece_bench.losses.base import lookup
 from rece_bench.memory import PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunResult, make_run_id, write_result
@@ -91,17 +92,25 @@ class RunData:
     valid: EvalSet
     test: EvalSet
     num_items: int
+    item_counts: torch.Tensor  # (C,) long: interactions per item in the training split (0-based columns)
+
+    def loss_inputs(self) -> dict[str, Any]:
+        """What a loss may ask for in ``data_inputs`` (see ``losses.base.DATA_INPUTS``)."""
+        return {"item_counts": self.item_counts}
 
 
 def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
     from rece_bench.data.store import read_dataset
 
     prepared = read_dataset(data_root, dataset)
+    num_items = int(prepared.meta["num_items"])
+    items = torch.from_numpy(prepared.train["item_id"].to_numpy(dtype="int64", copy=True)) - 1  # 0-based
     return RunData(
         train=build_train_sequences(prepared.train, max_len),
         valid=build_eval_set(prepared.valid, max_len),
         test=build_eval_set(prepared.test, max_len),
-        num_items=int(prepared.meta["num_items"]),
+        num_items=num_items,
+        item_counts=torch.bincount(items, minlength=num_items),
     )
 
 
@@ -131,6 +140,7 @@ def train_step(
 
 
 def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch.device):
+    """SASRec of ``config``'s shape and its Adam (the paper's betas)."""
     model_config = SASRecConfig(
         num_items=num_items,
         max_len=config.max_len,
@@ -146,15 +156,18 @@ def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch
     return model, optimizer
 
 
-def build_loss_for(config: TrainConfig, num_items: int, device: torch.device) -> torch.nn.Module:
-    return build_loss(config.loss, num_items=num_items, **config.loss_params).to(device)
+def build_loss_for(config: TrainConfig, data: RunData, device: torch.device) -> torch.nn.Module:
+    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``)."""
+    wanted = lookup(config.loss).data_inputs
+    inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
+    return build_loss(config.loss, num_items=data.num_items, **config.loss_params, **inputs).to(device)
 
 
-def run_epoch(model, loss_fn, optimizer, data: RunData, config, generator, device, meter, progress) -> float:
+def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
     """One pass over the training users; returns the mean step loss."""
     total, steps = 0.0, 0
-    for batch in iterate_batches(data.train, config.batch_size, generator):
-        value = train_step(model, loss_fn, optimizer, batch, device)
+    for batch in iterate_batches(run.data.train, run.config.batch_size, run.generator):
+        value = train_step(run.model, run.loss_fn, run.optimizer, batch, run.device)
         meter.step_done()
         total, steps = total + value, steps + 1
         progress.step(value, meter.current_peak_bytes())
@@ -175,9 +188,13 @@ class Meter:
         self._open = False
         self.stats = None
 
-    def open(self) -> None:
+    def __enter__(self) -> Meter:
         self._memory.__enter__()
         self._open = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def step_done(self) -> None:
         if self._open:
@@ -223,7 +240,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     loss_fn: torch.nn.Module
     device: torch.device
-    folder: Path  # checkpoints
+    folder: Path | None  # checkpoints (None: never saved)
     state: TrainState = field(default_factory=TrainState)
     generator: torch.Generator = field(default_factory=torch.Generator)
     earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
@@ -254,17 +271,7 @@ def fit(run: Run, meter: Meter, progress: Progress) -> None:
     epochs_here, session_started = 0, time.perf_counter()
     while state.epoch < config.epochs and state.bad_epochs < config.patience:
         started = time.perf_counter()
-        train_loss = run_epoch(
-            run.model,
-            run.loss_fn,
-            run.optimizer,
-            run.data,
-            config,
-            run.generator,
-            run.device,
-            meter,
-            progress,
-        )
+        train_loss = run_epoch(run, meter, progress)
         valid = evaluate_model(run.model, run.data.valid, run.device, chunking, step_done=meter.step_done)
         if end_of_epoch(state, valid, train_loss, time.perf_counter() - started):
             save_best(run.folder, run.model.state_dict())
@@ -286,8 +293,8 @@ class _Outcome:
 def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> _Outcome:
     """``fit`` with every way a run can end turned into a status."""
     try:
-        meter.open()
-        fit(run, meter, progress)
+        with meter:
+            fit(run, meter, progress)
     except Diverged as exc:
         return _Outcome("diverged", f"{exc} in epoch {run.state.epoch + 1}")
     except torch.OutOfMemoryError as exc:
@@ -298,8 +305,6 @@ def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> _Outcome:
         return _Outcome("oom", _oom_message(run.config, exc))
     except KeyboardInterrupt:
         return _Outcome("interrupted", f"stopped by the user after epoch {run.state.epoch}: resume with --resume")
-    finally:
-        meter.close()
     return _Outcome("ok", "")
 
 
@@ -308,16 +313,25 @@ def _oom_message(config: TrainConfig, exc: BaseException) -> str:
     return f"out of memory with loss {config.loss} {dict(config.loss_params)}, batch {config.batch_size}: {first}"
 
 
-def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume: bool) -> Run:
-    """Load the data, build model, optimiser and loss; restore the last checkpoint when resuming."""
+def build_run(config: TrainConfig, data: RunData, folder: Path | None = None) -> Run:
+    """The run of ``config`` on loaded data: seeded, model, optimiser and loss built on the config's device.
+
+    ``folder`` holds its checkpoints (None: a run that is only measured, e.g. a budget probe, and never saved).
+    """
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
-    data = load_run_data(data_root, config.dataset, config.max_len)
     model, optimizer = build_model_and_optimizer(config, data.num_items, device)
-    loss_fn = build_loss_for(config, data.num_items, device)
-    folder = checkpoint_dir(results_root, run_id_of(config))
+    loss_fn = build_loss_for(config, data, device)
     run = Run(config, data, model, optimizer, loss_fn, device, folder)
     run.generator.manual_seed(config.seed)
+    return run
+
+
+def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume: bool) -> Run:
+    """Load the data and build the run; restore the last checkpoint when resuming."""
+    data = load_run_data(data_root, config.dataset, config.max_len)
+    folder = checkpoint_dir(results_root, run_id_of(config))
+    run = build_run(config, data, folder)
     payload = load_last(folder)
     if resume and payload is None:
         raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")

@@ -8,22 +8,14 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from rece_bench.budget import (
-    LADDERS,
-    Candidate,
-    Ladder,
-    NothingFits,
-    Probe,
-    Prober,
-    choose,
-    format_size,
-    mark_over_budget,
-    parse_size,
-    read_grid,
-    train_within_budget,
-)
+from rece_bench.budget.choice import NothingFits, Probe, choose
+from rece_bench.budget.fit import mark_over_budget, train_within_budget
+from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, read_grid
+from rece_bench.budget.probe import Prober
+from rece_bench.budget.sizes import format_size, parse_size
 from rece_bench.cli import app
 from rece_bench.errors import UserError
+from rece_bench.losses import LOSSES
 from rece_bench.results import RunResult, read_results, write_result
 
 runner = CliRunner()
@@ -67,9 +59,9 @@ def test_format_size_shows_a_budget_as_written():
     assert format_size(1_500_000_000) == "1.5 GB"
 
 
-@pytest.mark.parametrize("loss", sorted(LADDERS))
+@pytest.mark.parametrize("loss", sorted(name for name, cls in LOSSES.items() if cls.ladder is not None))
 def test_every_ladder_shrinks_every_knob_monotonically(loss):
-    candidates = LADDERS[loss].candidates()
+    candidates = ladder_for(loss).candidates()
     assert len(candidates) == len({c.label() for c in candidates}) >= 7
     for bigger, smaller in zip(candidates, candidates[1:], strict=False):
         assert all(smaller.knobs()[k] <= v for k, v in bigger.knobs().items())
@@ -127,7 +119,7 @@ def test_a_probe_that_runs_out_of_memory_does_not_fit():
 
 
 def test_nothing_fits_names_the_smallest_candidate_and_its_need():
-    ladder = LADDERS["rece"]
+    ladder = ladder_for("rece")
     smallest = ladder.candidates()[-1]
     with pytest.raises(NothingFits) as caught:
         choose("rece", ladder.candidates(), 10**6, lambda c: Probe(c, 19 * 2**20, 0.1))
@@ -220,11 +212,11 @@ def test_cli_run_with_a_budget_trains_the_choice(tiny_data_root, tmp_path):
 
 
 def test_candidates_a_small_catalogue_does_not_allow_are_dropped():
-    from rece_bench.budget import usable_candidates
+    from rece_bench.budget.ladder import usable_candidates
 
-    kept = usable_candidates("bce", LADDERS["bce"].candidates(), num_items=500)
+    kept = usable_candidates("bce", ladder_for("bce").candidates(), num_items=500)
     assert kept and all(c.loss_params["n_negatives"] <= 500 for c in kept)
-    assert len(kept) == len(LADDERS["bce"].candidates()) - 3  # batch 256, 128 and 64 with 1,024 negatives
+    assert len(kept) == len(ladder_for("bce").candidates()) - 3  # batch 256, 128 and 64 with 1,024 negatives
 
 
 def test_the_demo_fits_each_loss_to_its_budget(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from rece_bench.budget import Probe
+from rece_bench.budget.choice import Probe
 from rece_bench.checkpoint import LAST, checkpoint_dir
 from rece_bench.cli import app
 from rece_bench.config import TrainConfig

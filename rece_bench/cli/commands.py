@@ -195,7 +195,9 @@ def run(
 
 def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, resume: bool):
     """Choose by probing, train, and say what was chosen, what it measured and what probing cost."""
-    from rece_bench.budget import format_size, ladder_for, parse_size, read_grid, train_within_budget
+    from rece_bench.budget.fit import train_within_budget
+    from rece_bench.budget.ladder import ladder_for, read_grid
+    from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
 
@@ -279,7 +281,7 @@ def report(
 
 
 def _parse_budget(budget: str | None) -> int | None:
-    from rece_bench.budget import parse_size
+    from rece_bench.budget.sizes import parse_size
 
     return None if budget is None else parse_size(budget)
 

@@ -22,6 +22,7 @@ def losses_command() -> None:
     """List every loss with its parameters, defaults and a one-line description."""
     with user_errors():
         from rece_bench.losses import describe_losses
+        from rece_bench.losses.base import DATA_INPUTS
 
         table = Table(title="Losses", show_lines=True)
         for column in ("name", "description", "parameters"):
@@ -29,7 +30,9 @@ def losses_command() -> None:
         for info in describe_losses():
             params = "\n".join(f"{p.name}: {p.type} = {p.default!r}  {p.help}" for p in info.params) or "-"
             note = " Needs batch (sequence of each position, the user's seen items)." if info.needs_batch else ""
-            table.add_row(info.name, info.description + note, params)
+            note += "".join(f" Built with {key}: {DATA_INPUTS[key]}." for key in info.data_inputs)
+            name = f"{info.name}\n({info.label})" if info.label else info.name
+            table.add_row(name, info.description + note, params)
         console.print(table)
 
 
@@ -49,8 +52,8 @@ def bench_loss_command(
     """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
     with user_errors():
         from rece_bench.bench_loss import (
-            ALL_LOSSES,
             BenchLossConfig,
+            all_losses,
             parse_items,
             parse_param,
             run_bench_loss,
@@ -58,7 +61,7 @@ def bench_loss_command(
         from rece_bench.paths import results_root
 
         config = BenchLossConfig(
-            items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or ALL_LOSSES),
+            items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
             params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=check_device(device),
             seed=seed, threads=threads,
         )  # fmt: skip

@@ -95,7 +95,8 @@ def sweep(
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Run a grid of losses, budgets and seeds; skips what is done, so the same command resumes a stopped sweep."""
-    from rece_bench.budget import parse_size, read_grid
+    from rece_bench.budget.ladder import read_grid
+    from rece_bench.budget.sizes import parse_size
     from rece_bench.config import TrainConfig
     from rece_bench.paths import data_root, results_root
     from rece_bench.sweep import SweepConfig, check_workers, run_sweep

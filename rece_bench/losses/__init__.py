@@ -1,7 +1,16 @@
 """The losses of the benchmark behind one interface: ``loss(hidden (N, D), item_emb (C, D), targets (N,),
-batch=None) -> scalar``. Build one by name with ``build_loss("rece", num_items=C, rounds=8)``."""
+batch=None) -> scalar``. Build one by name with ``build_loss("rece", num_items=C, rounds=8)``.
 
-from rece_bench.losses import bce, ce, ce_chunked, ce_neg, gbce, rece  # noqa: F401  (each registers itself)
+Every module of this package is imported here, and each loss module registers its class (``@register``), so a new
+loss is one new file: ``rece_bench/losses/<name>.py``.
+"""
+
+import importlib
+import pkgutil
+
 from rece_bench.losses.base import LOSSES, Loss, LossBatch, LossInfo, ParamSpec, build_loss, describe_losses
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["LOSSES", "Loss", "LossBatch", "LossInfo", "ParamSpec", "build_loss", "describe_losses"]

@@ -1,17 +1,25 @@
 """The loss interface, the registry and the parameter checks every loss shares.
 
-Letters used in shape comments across ``rece_bench.losses``: N positions (non-pad), C items, D embedding
-width, B sequences, S seen items per sequence (padded), K negatives.
+Each loss class carries its own facts beside its arithmetic: its parameters, its budget ladder (the order in which
+``--budget`` tries configurations), its display label and abbreviations, its row order in the report, the
+authors' published configurations and Table 2 numbers, and what it needs from the prepared data. ``budget``,
+``report``, ``presets`` and ``train`` read them from the registry, so adding a loss touches its own file only.
+
+Shape letters: see ``docs/notation.md`` (N positions, C items, D width, B sequences, L length, S seen items per
+sequence, K negatives; each loss module names its own further letters there).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 
+from rece_bench.budget.ladder import Ladder
 from rece_bench.errors import UserError
 
 LOSSES: dict[str, type[Loss]] = {}
@@ -39,14 +47,25 @@ class ParamSpec:
 class LossInfo:
     name: str
     description: str
-    params: tuple[ParamSpec, ...]
+    params: tuple[ParamSpec, ...]  # the user's parameters (internal ones such as ``generator`` left out)
     needs_batch: bool
+    data_inputs: tuple[str, ...] = ()
+    label: str = ""
+
+
+# What the trainer can fill from the prepared data when a loss lists it in ``data_inputs``.
+DATA_INPUTS = {"item_counts": "interactions per item in the training split, (C,) long"}
+INTERNAL_PARAMS = ("generator",)  # set by code (seeding), not by a user on the command line
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def register(cls: type[Loss]) -> type[Loss]:
     """Class decorator: add a loss to ``LOSSES`` under its ``name``."""
     if cls.name in LOSSES:
         raise RuntimeError(f"loss {cls.name!r} registered twice")
+    unknown = set(cls.data_inputs) - set(DATA_INPUTS)
+    if unknown:
+        raise RuntimeError(f"loss {cls.name!r} asks for data inputs {sorted(unknown)}; known: {sorted(DATA_INPUTS)}")
     LOSSES[cls.name] = cls
     return cls
 
@@ -59,9 +78,12 @@ def lookup(name: str) -> type[Loss]:
 
 
 def build_loss(name: str, num_items: int, **params: Any) -> Loss:
-    """Build the loss ``name`` for a catalogue of ``num_items`` items; unknown parameters are refused."""
+    """Build the loss ``name`` for a catalogue of ``num_items`` items; unknown parameters are refused.
+
+    ``params`` holds the loss's parameters and what it asks of the data (``data_inputs``, e.g. ``item_counts``).
+    """
     cls = lookup(name)
-    allowed = {spec.name for spec in cls.params}
+    allowed = {spec.name for spec in cls.params} | set(cls.data_inputs)
     for key in params:
         if key not in allowed:
             listed = ", ".join(sorted(allowed)) or "none"
@@ -70,11 +92,31 @@ def build_loss(name: str, num_items: int, **params: Any) -> Loss:
 
 
 def describe_losses() -> list[LossInfo]:
-    """Every registered loss with its one-line description and parameters, for listings."""
+    """Every registered loss with its one-line description and user parameters, in report order, for listings."""
     return [
-        LossInfo(cls.name, cls.description, cls.params, cls.needs_batch)
-        for cls in sorted(LOSSES.values(), key=lambda c: c.name)
+        LossInfo(
+            cls.name,
+            cls.description,
+            tuple(p for p in cls.params if p.name not in INTERNAL_PARAMS),
+            cls.needs_batch,
+            cls.data_inputs,
+            cls.label,
+        )
+        for cls in ordered_losses()
     ]
+
+
+def ordered_losses() -> list[type[Loss]]:
+    """The registered loss classes in report order (``report_rank``, then name)."""
+    return sorted(LOSSES.values(), key=lambda cls: (cls.report_rank, cls.name))
+
+
+def abbreviate(param: str, loss: str | None = None) -> str:
+    """The short name of a knob in configuration labels: 'n_extra_chunks' -> 'n_ec', 'batch_size' -> 'batch'."""
+    if param == "batch_size":
+        return "batch"
+    owners = [LOSSES[loss]] if loss in LOSSES else list(LOSSES.values())
+    return next((cls.abbreviations[param] for cls in owners if param in cls.abbreviations), param)
 
 
 class Loss(torch.nn.Module):
@@ -86,6 +128,16 @@ class Loss(torch.nn.Module):
     needs_batch: ClassVar[bool] = False
     # Bump when the implementation's memory or speed changes: cached budget probes carry it and are redone.
     revision: ClassVar[int] = 1
+    label: ClassVar[str] = ""  # how tables and plots name the loss ("RECE", "CE-"); empty: its name
+    abbreviations: ClassVar[Mapping[str, str]] = _EMPTY  # parameter -> short name in configuration labels
+    ladder: ClassVar[Ladder | None] = None  # the candidates ``--budget`` tries, most preferred first
+    report_rank: ClassVar[int] = 100  # row order in Table 2 and listings (the paper's order first)
+    # dataset kind -> TrainConfig fields of the authors' published configuration (batch_size, loss_params, and
+    # model fields that differ from the paper's SASRec setup); ``run --preset paper`` reads it.
+    paper_presets: ClassVar[Mapping[str, Mapping[str, Any]]] = _EMPTY
+    # dataset kind -> the paper's Table 2 numbers (NDCG@1, NDCG@5, NDCG@10, HR@5, HR@10), shown beside ours.
+    paper_results: ClassVar[Mapping[str, tuple[float, ...]]] = _EMPTY
+    data_inputs: ClassVar[tuple[str, ...]] = ()  # constructor arguments the trainer fills (keys of DATA_INPUTS)
 
     def __init__(self, num_items: int) -> None:
         super().__init__()

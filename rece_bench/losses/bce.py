@@ -6,10 +6,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rece_bench.budget.ladder import Ladder
 from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_generator, check_int, register
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 N_NEGATIVES = ParamSpec("n_negatives", "int", 256, "Negatives per position.")
+# The budget ladder of the sampled losses (BCE+, CE-, gBCE): batch 256 and 1,024 negatives; the batch is cut to 64
+# first, then the negatives (more negatives bring a sampled loss closer to full CE: gSASRec, Klenitskiy & Vasilev),
+# then the batch again. The values come from the paper's grids (REFERENCE section 2).
+SAMPLED_START = {"batch_size": 256, "n_negatives": 1024}
+SAMPLED_CUTS = (("batch_size", (128, 64)), ("n_negatives", (256, 64, 16, 4, 1)), ("batch_size", (32, 16, 8, 4)))
 GENERATOR = ParamSpec("generator", "Generator | None", None, "Random generator for the negatives (seeding).")
 
 
@@ -24,6 +30,8 @@ class ExcludingSampledLoss(Loss):
 
     params = (N_NEGATIVES, GENERATOR)
     needs_batch = True
+    abbreviations = {"n_negatives": "k"}
+    ladder = Ladder(SAMPLED_START, SAMPLED_CUTS)
 
     def __init__(self, num_items: int, n_negatives: int = 256, generator: torch.Generator | None = None) -> None:
         super().__init__(num_items)
@@ -35,6 +43,18 @@ class ExcludingSampledLoss(Loss):
 class BCEPlus(ExcludingSampledLoss):
     name = "bce"
     description = "BCE+: binary CE, K negatives per position without replacement, excluding the user's items."
+    label = "BCE+"
+    report_rank = 10
+    paper_presets = {
+        "beeradvocate": {"batch_size": 8, "loss_params": {"n_negatives": 64}},
+        "behance": {"batch_size": 32, "loss_params": {"n_negatives": 1024}},
+        "gowalla": {"batch_size": 128, "loss_params": {"n_negatives": 256}},
+        "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
+    }
+    paper_results = {
+        "kindle": (0.0473, 0.0674, 0.0725, 0.0856, 0.1010),
+        "gowalla": (0.0175, 0.0341, 0.0415, 0.0507, 0.0739),
+    }
 
     def sample_negatives(self, targets: torch.Tensor, batch: LossBatch) -> torch.Tensor:
         """(N, K) ids, distinct per position, none seen by the position's user."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_float, register
+from rece_bench.losses.ce import CrossEntropy
 from rece_bench.losses.sampling import add_positive_grad, positive_logits
 
 _MIB = 1 << 20
@@ -61,6 +62,12 @@ class ChunkedCrossEntropy(Loss):
     name = "ce_chunked"
     description = "Exact full cross-entropy computed over blocks of items; never holds the (N, C) logits."
     params = (ParamSpec("block_mib", "float", 32.0, "Working memory of one block of logits, in MiB."),)
+    label = "CE (chunked)"
+    report_rank = 50
+    # The same loss as full CE, value and gradient: it trains and compares like CE.
+    ladder = CrossEntropy.ladder
+    paper_presets = CrossEntropy.paper_presets
+    paper_results = CrossEntropy.paper_results
 
     def __init__(self, num_items: int, block_mib: float = 32.0) -> None:
         super().__init__(num_items)

@@ -15,6 +15,18 @@ class SampledCrossEntropy(ExcludingSampledLoss):
     name = "ce_neg"
     description = "CE-: softmax over the positive and K negatives shared per sequence, excluding user items."
     params = (ParamSpec("n_negatives", "int", 256, "Negatives per sequence, shared by its positions."), GENERATOR)
+    label = "CE-"
+    report_rank = 30
+    paper_presets = {
+        "beeradvocate": {"batch_size": 8, "loss_params": {"n_negatives": 4096}},
+        "behance": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
+        "gowalla": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
+        "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
+    }
+    paper_results = {
+        "kindle": (0.0397, 0.0582, 0.0644, 0.0744, 0.0938),
+        "gowalla": (0.0162, 0.0321, 0.0402, 0.0475, 0.0729),
+    }
 
     def sample_negatives(self, batch: LossBatch) -> torch.Tensor:
         """(B, K) ids, one distinct set per sequence, none seen by the sequence's user."""

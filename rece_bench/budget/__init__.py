@@ -1,0 +1,10 @@
+"""Train under a memory budget, one concern a module:
+
+- ``sizes``: budgets as people write them (``512MB``, ``2GiB``, ``1.5e9``);
+- ``ladder``: the candidates of a loss, most preferred first (each loss declares its ladder: ``Loss.ladder``);
+- ``choice``: the first candidate whose probed peak fits (a binary search over the ladder);
+- ``probe``: the measured peak of one candidate, cached;
+- ``fit``: the driver that chooses, trains and checks the training peak against the budget.
+
+Import from the modules; this package imports nothing, so that ``rece_bench.losses`` can import ``ladder``.
+"""

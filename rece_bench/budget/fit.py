@@ -1,0 +1,124 @@
+"""Training under a budget: choose the preferred candidate of a loss that fits, train it, check its peak.
+
+A candidate fits when its probed peak is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training
+process is then capped at the budget (``torch.cuda.set_per_process_memory_fraction``); a training peak above the
+budget makes the run ``over_budget``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rece_bench.budget.choice import Choice, NothingFits, Probe, choose
+from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
+from rece_bench.budget.probe import Prober
+from rece_bench.budget.sizes import format_size
+from rece_bench.config import TrainConfig
+from rece_bench.io import atomic_write_json
+from rece_bench.memory import format_bytes
+from rece_bench.results import RunResult, write_result
+
+CHOICES_DIR = "budget"
+
+
+def catalogue_size(data_root: Path, dataset: str) -> int:
+    from rece_bench.data.store import read_meta
+
+    return int(read_meta(Path(data_root), dataset)["num_items"])
+
+
+@dataclass(frozen=True)
+class BudgetedRun:
+    result: RunResult
+    choice: Choice
+
+    @property
+    def probe_ratio(self) -> float:
+        """Probing time over training time (cached probes cost nothing)."""
+        return self.choice.probe_time_s / max(self.result.train_time_s, 1e-9)
+
+
+Trainer = Callable[..., RunResult]
+
+
+def train_within_budget(
+    config: TrainConfig,
+    budget_bytes: int,
+    data_root: Path,
+    results_root: Path,
+    progress=None,
+    resume: bool = False,
+    grid: Mapping[str, Ladder] | None = None,
+    probe: Callable[[Candidate], Probe] | None = None,
+    trainer: Trainer | None = None,
+    headroom_fraction: float = 0.05,
+) -> BudgetedRun:
+    """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak."""
+    from rece_bench.train import train_run
+
+    candidates = ladder_for(config.loss, grid).candidates()
+    candidates = usable_candidates(
+        config.loss, candidates, catalogue_size(data_root, config.dataset), config.loss_params
+    )
+    probe = probe or Prober(config, data_root, results_root)
+    choice = choose(config.loss, candidates, budget_bytes, probe, headroom_fraction)
+    train_config = choice.candidate.apply(config, budget_bytes)
+    cap_cuda_memory(train_config.device, budget_bytes)
+    result = (trainer or train_run)(train_config, data_root, results_root, progress, resume=resume)
+    result = mark_over_budget(result, results_root)
+    record_choice(results_root, result, choice)
+    return BudgetedRun(result, choice)
+
+
+def mark_over_budget(result: RunResult, results_root: Path) -> RunResult:
+    """A finished run whose measured peak exceeds its budget becomes ``over_budget`` (the file is rewritten)."""
+    budget = result.budget_bytes
+    if result.status != "ok" or budget is None or result.peak_bytes is None or result.peak_bytes <= budget:
+        return result
+    message = f"training peak {format_bytes(result.peak_bytes)} is above the budget of {format_size(budget)}"
+    result = dataclasses.replace(result, status="over_budget", message=message)
+    write_result(results_root, result)
+    return result
+
+
+def cap_cuda_memory(device: str, budget_bytes: int) -> None:
+    """On CUDA, cap this process's allocator at the budget (a larger allocation raises OutOfMemoryError)."""
+    import torch
+
+    parsed = torch.device(device)
+    if parsed.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(parsed).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, budget_bytes / total), parsed)
+
+
+def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None:
+    """Beside the result: what was probed, what each probe measured and took, and the probe-time ratio."""
+    probes = [
+        {"candidate": p.candidate.knobs(), "peak_bytes": p.peak_bytes, "time_s": p.time_s, "cached": p.cached}
+        for p in choice.probes
+    ]
+    atomic_write_json(
+        Path(results_root) / CHOICES_DIR / f"{result.run_id}.json",
+        {
+            "run_id": result.run_id, "budget_bytes": choice.budget_bytes, "limit_bytes": choice.limit_bytes,
+            "chosen": choice.candidate.knobs(), "probed_peak_bytes": choice.peak_bytes,
+            "train_peak_bytes": result.peak_bytes, "probe_time_s": choice.probe_time_s,
+            "train_time_s": result.train_time_s, "probes": probes,
+        },
+    )  # fmt: skip
+
+
+def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
+    """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
+    from rece_bench.train import run_id_of
+
+    smallest = error.smallest.candidate.apply(config, budget_bytes)
+    return RunResult(
+        run_id=run_id_of(smallest), dataset=config.dataset, loss=config.loss, params=smallest.hyperparameters(),
+        seed=config.seed, device=config.device, status="over_budget", peak_bytes=error.smallest.peak_bytes,
+        budget_bytes=budget_bytes, message=str(error),
+    )  # fmt: skip

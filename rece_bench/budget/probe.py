@@ -1,0 +1,150 @@
+"""Probes: the measured peak of one candidate.
+
+A probe builds the run of a candidate (``train.build_run``), lets Adam create its state, opens the same window as
+training (``train.Meter``), runs one training step on the worst-case batch (the users with the most positions and
+seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
+tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
+more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its implementation
+revision, the model's revision, configuration, device) under ``<results>/probes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from rece_bench.budget.choice import Probe
+from rece_bench.budget.ladder import Candidate
+from rece_bench.config import TrainConfig
+from rece_bench.io import atomic_write_json
+from rece_bench.memory import format_bytes
+
+log = logging.getLogger(__name__)
+
+PROBES_DIR = "probes"
+
+
+class Prober:
+    """Measures candidates of one base configuration on its device, with an on-disk cache under the results."""
+
+    def __init__(self, base: TrainConfig, data_root: Path, results_root: Path, steps: int = 1) -> None:
+        self.base, self.data_root, self.results_root, self.steps = base, Path(data_root), Path(results_root), steps
+        self._data = None
+
+    def __call__(self, candidate: Candidate) -> Probe:
+        config = candidate.apply(self.base, None)
+        path = self._cache_path(config)
+        if path.exists():
+            cached = json.loads(path.read_text())
+            return Probe(candidate, cached["peak_bytes"], 0.0, cached=True)
+        started = time.perf_counter()
+        peak = measure_peak(config, self._run_data(), self.steps)
+        probe = Probe(candidate, peak, time.perf_counter() - started)
+        atomic_write_json(path, {"peak_bytes": peak, "time_s": probe.time_s, "key": self._key(config)})
+        log.info("probe %s %s: %s in %.1f s", config.loss, candidate.label(), format_bytes(peak), probe.time_s)
+        return probe
+
+    def _run_data(self):
+        from rece_bench.train import load_run_data
+
+        if self._data is None:
+            self._data = load_run_data(self.data_root, self.base.dataset, self.base.max_len)
+        return self._data
+
+    def _key(self, config: TrainConfig) -> dict[str, Any]:
+        from rece_bench import __version__
+        from rece_bench.data.store import read_meta
+        from rece_bench.losses.base import lookup
+        from rece_bench.models.sasrec import SASRec
+
+        params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
+        params.pop("budget_bytes", None)
+        return {
+            "dataset": config.dataset, "prepared_at": read_meta(self.data_root, config.dataset).get("created_at"),
+            "loss": config.loss, "params": params, "device": _device_name(config.device), "steps": self.steps,
+            "eval_chunking": [config.eval_users_chunk, config.eval_items_chunk], "version": __version__,
+            "loss_revision": lookup(config.loss).revision, "model_revision": SASRec.revision,
+        }  # fmt: skip
+
+    def _cache_path(self, config: TrainConfig) -> Path:
+        blob = json.dumps(self._key(config), sort_keys=True, default=str)
+        digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
+        return self.results_root / PROBES_DIR / f"{config.dataset}-{config.loss}-{digest}.json"
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    parsed = torch.device(device)
+    if parsed.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(parsed)}"
+    return parsed.type
+
+
+def measure_peak(config: TrainConfig, data, steps: int = 1) -> int | None:
+    """Peak bytes of ``steps`` training steps on the worst-case batch and one validation chunk; None on OOM.
+
+    Adam's state is created before the window (a step with zero gradients leaves the weights as they are), so the
+    first measured step is already a steady-state one: training's peak comes from its second step on.
+    """
+    import torch
+
+    from rece_bench.evaluate import Chunking, evaluate_model
+    from rece_bench.memory import PeakMemory
+    from rece_bench.train import build_run, train_step
+
+    device = torch.device(config.device)
+    if device.type == "cuda":  # a cap left by an earlier budgeted run in this process must not fail the probe
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+    run = build_run(config, data)
+    chunking = Chunking(config.eval_users_chunk, config.eval_items_chunk)
+    init_optimizer_state(run.model, run.optimizer)
+    memory = PeakMemory(device, track=(run.model, run.optimizer))
+    try:
+        with memory:
+            batch = worst_case_batch(data.train, config.batch_size)  # made inside the window, as in training
+            for _ in range(steps):
+                train_step(run.model, run.loss_fn, run.optimizer, batch, device)
+                memory.step_done()
+            valid = head(data.valid, chunking.users)
+            evaluate_model(run.model, valid, device, chunking, step_done=memory.step_done)
+    except torch.OutOfMemoryError:
+        return None
+    finally:
+        del run
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return memory.stats.peak_bytes
+
+
+def init_optimizer_state(model, optimizer) -> None:
+    """Let the optimiser create its state with zero gradients: Adam's update is then exactly zero."""
+    import torch
+
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def worst_case_batch(train, batch_size: int):
+    """The ``batch_size`` users with the most non-pad positions (then the most seen items): the largest batch."""
+    from rece_bench.data.loader import TrainBatch
+
+    lengths = (train.inputs != 0).sum(dim=1)  # (U,)
+    seen = train.seen.indptr[1:] - train.seen.indptr[:-1]  # (U,)
+    rows = (lengths * (int(seen.max()) + 1) + seen).argsort(descending=True)[:batch_size]
+    return TrainBatch(train.inputs[rows], train.targets[rows], train.seen.padded_rows(rows))
+
+
+def head(eval_set, n_users: int):
+    """The first ``n_users`` users of an evaluation set (one evaluation chunk)."""
+    from rece_bench.data.loader import CSR, EvalSet
+
+    indptr = eval_set.exclude.indptr[: n_users + 1]
+    exclude = CSR(indptr, eval_set.exclude.values[: int(indptr[-1])])
+    return EvalSet(eval_set.inputs[:n_users], eval_set.targets[:n_users], exclude)
