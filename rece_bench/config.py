@@ -39,7 +39,7 @@ class TrainConfig:
     eval_users_chunk: int = 512
     eval_items_chunk: int = 65_536
     budget_bytes: int | None = None
-    track_memory_epochs: int = 1  # CPU only: epochs under live-tensor tracking (0 = all); see train.Meter
+    track_memory_epochs: int = 1  # CPU only: epochs under live-tensor tracking (0 = all); see memory.Meter
 
     def __post_init__(self) -> None:
         owner = "train config"

@@ -5,7 +5,7 @@ time, and only the count of items scoring at least as high as the target is kept
 1 + the number of other non-excluded items with a score >= the target's (ties count against the model), and an
 excluded target misses every cutoff: the same definition as ``metrics.target_ranks``.
 
-Letters: U users in a chunk, C items, c items in a chunk, D hidden size, S the longest exclusion list.
+Shape letters (U, C, Cb, D, S) as in ``docs/notation.md``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def _rank_user_chunk(
     higher = torch.zeros(len(queries), dtype=torch.long, device=queries.device)
     for begin in range(0, len(items), item_chunk):
         end = min(begin + item_chunk, len(items))
-        scores = queries @ items[begin:end].T  # (U, c)
-        hidden = _chunk_mask(targets, excluded, begin, end)  # (U, c): the target itself and excluded items
+        scores = queries @ items[begin:end].T  # (U, Cb)
+        hidden = _chunk_mask(targets, excluded, begin, end)  # (U, Cb): the target itself and excluded items
         higher += ((scores >= target_scores) & ~hidden).sum(dim=1)
     beyond = torch.full_like(higher, EXCLUDED_RANK)
     return torch.where(target_excluded, beyond, higher + 1)
@@ -66,7 +66,7 @@ def _chunk_mask(targets: torch.Tensor, excluded: torch.Tensor | None, begin: int
     mask = torch.zeros(len(targets), end - begin + 1, dtype=torch.bool, device=targets.device)
     local = torch.where(inside, columns - begin, end - begin)  # out-of-chunk entries go to a spare column
     mask.scatter_(1, local, True)
-    return mask[:, :-1]  # (U, c)
+    return mask[:, :-1]  # (U, Cb)
 
 
 def _zero_based(exclude: CSR) -> CSR:

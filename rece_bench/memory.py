@@ -13,7 +13,10 @@ import contextlib
 import ctypes
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 CUDA_METHOD = "cuda_allocator"
 CPU_METHOD = "cpu_live_tensors"
@@ -167,3 +170,46 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+
+
+class Meter:
+    """The memory window of a run: open once the model and optimiser exist, closed at the end of training.
+
+    On CPU, live-tensor tracking slows a step about twofold, so by default it covers the first epoch only
+    (``track_epochs``): every epoch runs the same batch shapes and a full validation, so the first epoch already
+    holds the steady-state peak. On CUDA the allocator's peak is free and covers the whole run.
+    """
+
+    def __init__(self, device: torch.device, track: tuple, track_epochs: int) -> None:
+        self._memory = PeakMemory(device, track=track)
+        self._track_epochs = track_epochs if device.type == "cpu" else 0
+        self._open = False
+        self.stats = None
+
+    def __enter__(self) -> Meter:
+        self._memory.__enter__()
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def step_done(self) -> None:
+        if self._open:
+            self._memory.step_done()
+
+    def current_peak_bytes(self) -> int:
+        return self._memory.current_peak_bytes() if self._open else (self.stats.peak_bytes if self.stats else 0)
+
+    @property
+    def start_bytes(self) -> int | None:
+        return self._memory.start_bytes
+
+    def epoch_done(self, epochs_this_session: int) -> None:
+        if self._track_epochs and epochs_this_session >= self._track_epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self._open:
+            self._memory.__exit__(None, None, None)
+            self._open, self.stats = False, self._memory.stats

@@ -9,7 +9,6 @@ that budget. Only runs with status ok enter the tables; a loss that has runs but
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,19 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from rece_bench.errors import UserError
 from rece_bench.memory import format_bytes
-from rece_bench.metrics import metric_names
 
-FORMATS = ("table", "markdown", "csv", "json", "latex")
 METRIC_COLUMNS = ("ndcg@1", "ndcg@5", "ndcg@10", "hr@5", "hr@10")
 METRIC_TITLES = ("NDCG@1", "NDCG@5", "NDCG@10", "HR@5", "HR@10")
-TABLE_COLUMNS = ("dataset", "loss", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
-JSON_KEYS = (
-    "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
-    "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
-    "device", "params", "message",
-)  # fmt: skip
 REFERENCE_LOSSES = ("popularity",)  # shown for scale, never ranked
 SELECTION = ("valid_ndcg@10", "ndcg@10")  # the first one present picks a configuration
 
@@ -197,15 +187,15 @@ class Section:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _number(value: Any, digits: int = 4) -> str:
+def fmt_number(value: Any, digits: int = 4) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def _memory(value: Any) -> str:
+def fmt_memory(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else format_bytes(value)
 
 
-def _seconds(value: Any) -> str:
+def fmt_seconds(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.1f}"
 
 
@@ -230,10 +220,15 @@ def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None
     for index, row in table.iterrows():
         paper = paper_row(dataset, row["loss"]) or ()
         metrics = [
-            Cell(_number(row[c]), marks.get((index, c), ""), f"{paper[i]:.4f}" if paper else "")
+            Cell(fmt_number(row[c]), marks.get((index, c), ""), f"{paper[i]:.4f}" if paper else "")
             for i, c in enumerate(METRIC_COLUMNS)
         ]
-        rest = (_memory(row["peak_bytes"]), _seconds(row["train_time_s"]), str(row["config"]), _count(row["seeds"]))
+        rest = (
+            fmt_memory(row["peak_bytes"]),
+            fmt_seconds(row["train_time_s"]),
+            str(row["config"]),
+            _count(row["seeds"]),
+        )
         rows.append((Cell(row["loss"]), *metrics, *(Cell(text) for text in rest)))
     within = "at any memory"
     if budget_bytes is not None:
@@ -257,7 +252,12 @@ def _count(value: Any) -> str:
 def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
     rows = []
     for _, row in fronts[fronts["dataset"] == dataset].iterrows():
-        texts = (row["loss"], _memory(row["peak_bytes"]), _number(row["ndcg@10"]), _seconds(row["train_time_s"]))
+        texts = (
+            row["loss"],
+            fmt_memory(row["peak_bytes"]),
+            fmt_number(row["ndcg@10"]),
+            fmt_seconds(row["train_time_s"]),
+        )
         rows.append(tuple(Cell(text) for text in (*texts, row["config"])))
     return Section(
         f"{dataset}: Pareto front of each loss, peak memory -> best NDCG@10",
@@ -280,125 +280,3 @@ def report_sections(frame: pd.DataFrame, budget_bytes: int | None = None) -> lis
             sections.append(table2_section(configs, dataset, budget, losses))
         sections.append(front_section(fronts, dataset))
     return sections
-
-
-# ---------------------------------------------------------------- renderers
-
-
-MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
-LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
-RICH_STYLE = {"best": "[bold]{}[/]", "second": "[underline]{}[/]"}
-
-
-def _styled(cell: Cell, style: dict[str, str], escape: Callable[[str], str] = str) -> str:
-    text = escape(cell.text)
-    text = style[cell.mark].format(text) if cell.mark else text
-    return f"{text} ({cell.paper})" if cell.paper else text
-
-
-def to_markdown_sections(sections: Sequence[Section]) -> str:
-    parts = []
-    for section in sections:
-        lines = [f"### {section.title}", ""]
-        lines.append("| " + " | ".join(section.columns) + " |")
-        lines.append("|" + "|".join("---" for _ in section.columns) + "|")
-        for row in section.rows:
-            cells = [_styled(c, MARKDOWN_STYLE) for c in row]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *(f"_{note}_" for note in section.notes)]
-        parts.append("\n".join(lines).rstrip() + "\n")
-    return "\n".join(parts)
-
-
-def _latex_escape(text: str) -> str:
-    for raw, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        text = text.replace(raw, escaped)
-    return text
-
-
-def to_latex_sections(sections: Sequence[Section]) -> str:
-    parts = []
-    for section in sections:
-        spec = "l" + "r" * (len(section.columns) - 1)
-        lines = [f"% {section.title}", rf"\begin{{tabular}}{{{spec}}}", r"\hline"]
-        lines.append(" & ".join(_latex_escape(c) for c in section.columns) + r" \\ \hline")
-        for row in section.rows:
-            cells = [_styled(c, LATEX_STYLE, _latex_escape) for c in row]
-            lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\hline", r"\end{tabular}", *(f"% {note}" for note in section.notes)]
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
-
-
-def rich_sections(sections: Sequence[Section]) -> list:
-    from rich.markup import escape
-    from rich.table import Table
-
-    tables = []
-    for section in sections:
-        table = Table(title=section.title, caption="; ".join(section.notes) or None)
-        for i, column in enumerate(section.columns):
-            table.add_column(column, justify="left" if i == 0 or column == "configuration" else "right")
-        for row in section.rows:
-            table.add_row(*[_styled(c, RICH_STYLE, escape) for c in row])
-        tables.append(table)
-    return tables
-
-
-def to_json(frame: pd.DataFrame) -> str:
-    records = []
-    for row in frame.to_dict(orient="records"):
-        records.append({key: _plain(row.get(key)) for key in JSON_KEYS if key in row})
-    return json.dumps(records, indent=2) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and pd.isna(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def render_text(frame: pd.DataFrame, fmt: str, budget_bytes: int | None = None) -> str:
-    """The report in a text format: markdown and latex show Table 2 and the fronts; csv and json the runs."""
-    if fmt == "json":
-        return to_json(frame)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        frame.drop(columns=[c for c in ("history",) if c in frame]).to_csv(buffer, index=False)
-        return buffer.getvalue()
-    if fmt == "markdown":
-        return to_markdown_sections(report_sections(frame, budget_bytes))
-    if fmt == "latex":
-        return to_latex_sections(report_sections(frame, budget_bytes))
-    raise UserError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
-
-
-# ---------------------------------------------------------------- the runs, one row each (`run`, `demo`)
-
-
-def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The displayed columns, formatted as text: metrics to 4 places, memory in binary units, time in seconds."""
-    out = pd.DataFrame(index=frame.index)
-    out["dataset"], out["loss"] = frame["dataset"], frame["loss"]
-    for column in METRIC_COLUMNS:
-        values = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
-        out[column] = values.map(_number)
-    out["peak"] = frame["peak_bytes"].map(_memory)
-    out["train_time_s"] = frame["train_time_s"].map(_seconds)
-    out["epochs"] = frame["epochs"].astype(int).astype(str)
-    out["status"] = frame["status"]
-    return out[list(TABLE_COLUMNS)]
-
-
-def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in TABLE_COLUMNS:
-        numeric = column not in ("dataset", "loss", "status")
-        table.add_column(column, justify="right" if numeric else "left")
-    if not frame.empty:
-        for row in summary_table(frame).itertuples(index=False):
-            style = None if row.status == "ok" else "yellow"
-            table.add_row(*[str(v) for v in row], style=style)
-    return table

@@ -4,7 +4,7 @@ The measured window opens once the model, the optimiser and the data are built, 
 closes after the last epoch; it covers per-epoch validation. Every run ends in exactly one result file, whatever
 happens: ok, diverged (a NaN or inf loss), oom, or interrupted (Ctrl-C).
 
-Letters: B batch, L max length, D hidden size, N non-pad positions, C catalogue size.
+Shape letters (B, L, D, N, C) as in ``docs/notation.md``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
 from rece_bench.losses import LossBatch, build_loss
 from rece_bench.losses.base import lookup
-from rece_bench.memory import PeakMemory
+from rece_bench.memory import Meter, PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunResult, make_run_id, write_result
 
@@ -172,49 +172,6 @@ def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
         total, steps = total + value, steps + 1
         progress.step(value, meter.current_peak_bytes())
     return total / max(steps, 1)
-
-
-class Meter:
-    """The memory window of a run: open once the model and optimiser exist, closed at the end of training.
-
-    On CPU, live-tensor tracking slows a step about twofold, so by default it covers the first epoch only
-    (``track_epochs``): every epoch runs the same batch shapes and a full validation, so the first epoch already
-    holds the steady-state peak. On CUDA the allocator's peak is free and covers the whole run.
-    """
-
-    def __init__(self, device: torch.device, track: tuple, track_epochs: int) -> None:
-        self._memory = PeakMemory(device, track=track)
-        self._track_epochs = track_epochs if device.type == "cpu" else 0
-        self._open = False
-        self.stats = None
-
-    def __enter__(self) -> Meter:
-        self._memory.__enter__()
-        self._open = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def step_done(self) -> None:
-        if self._open:
-            self._memory.step_done()
-
-    def current_peak_bytes(self) -> int:
-        return self._memory.current_peak_bytes() if self._open else (self.stats.peak_bytes if self.stats else 0)
-
-    @property
-    def start_bytes(self) -> int | None:
-        return self._memory.start_bytes
-
-    def epoch_done(self, epochs_this_session: int) -> None:
-        if self._track_epochs and epochs_this_session >= self._track_epochs:
-            self.close()
-
-    def close(self) -> None:
-        if self._open:
-            self._memory.__exit__(None, None, None)
-            self._open, self.stats = False, self._memory.stats
 
 
 def end_of_epoch(state: TrainState, valid_metrics: dict[str, float], train_loss: float, dt_s: float) -> bool:

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rece_bench.cli import app
-from rece_bench.report import configurations, pareto_fronts, render_text, results_frame, table2
+from rece_bench.render import render_text
+from rece_bench.report import configurations, pareto_fronts, results_frame, table2
 from rece_bench.results import RunResult, make_run_id, read_results, write_result
 
 runner = CliRunner()

@@ -1,7 +1,7 @@
 """Probes: the measured peak of one candidate.
 
 A probe builds the run of a candidate (``train.build_run``), lets Adam create its state, opens the same window as
-training (``train.Meter``), runs one training step on the worst-case batch (the users with the most positions and
+training (``memory.Meter``), runs one training step on the worst-case batch (the users with the most positions and
 seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
 tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
 more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its implementation

@@ -1,6 +1,7 @@
 """The ``rece-bench`` command: parse options, build a config, call one library function, render the result.
 
-Each submodule registers its commands on ``app``; none imports torch at module level.
+Each module of this package defines plain command functions; this module adds them to ``app`` in one place.
+No command module imports torch at module level, so ``rece-bench --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import os
 
 import typer
+
+from rece_bench.cli import baseline, bench, commands, data, losses, sweep
 
 app = typer.Typer(
     name="rece-bench",
@@ -27,5 +30,19 @@ def _startup() -> None:
         keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
 
 
-# Imported for their side effect: each module adds its commands to `app`.
-from rece_bench.cli import baseline, bench, commands, data, losses, sweep  # noqa: E402,F401
+# (name, function), in the order `rece-bench --help` lists them.
+COMMANDS = (
+    ("datasets", data.datasets),
+    ("prepare", data.prepare),
+    ("losses", losses.losses_command),
+    ("run", commands.run),
+    ("sweep", sweep.sweep),
+    ("report", commands.report),
+    ("popularity", baseline.popularity),
+    ("bench-loss", losses.bench_loss_command),
+    ("bench-step", bench.bench_step),
+    ("demo", commands.demo),
+    ("version", commands.version),
+)
+for _name, _function in COMMANDS:
+    app.command(_name)(_function)

@@ -6,21 +6,23 @@ from typing import Annotated
 
 import typer
 
-from rece_bench.cli import app
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, user_errors
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, default_of, user_errors
+from rece_bench.config import TrainConfig
 
 
-@app.command()
 def popularity(
     dataset: Annotated[str, typer.Option(help="A prepared dataset.")] = "synthetic",
-    max_len: Annotated[int, typer.Option(help="Input length (only the exclusions depend on the input).")] = 200,
+    max_len: Annotated[int, typer.Option(help="Input length (only the exclusions depend on the input).")] = default_of(
+        TrainConfig, "max_len"
+    ),
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Rank items by training popularity and evaluate it like a model (saved as loss 'popularity')."""
     from rece_bench.baselines import popularity_run
     from rece_bench.paths import data_root, results_root
-    from rece_bench.report import results_frame, rich_table
+    from rece_bench.render import rich_table
+    from rece_bench.report import results_frame
 
     with user_errors():
         result = popularity_run(dataset, data_root(data_dir), results_root(results_dir), max_len)

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rece_bench.cli import app
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, user_errors
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, parse_params, user_errors
 from rece_bench.errors import UserError
 
 DEFAULT_CONFIGS = ["ce", "rece:n_extra_chunks=3,rounds=8", "rece:n_extra_chunks=1,rounds=1"]
@@ -15,15 +14,12 @@ DEFAULT_CONFIGS = ["ce", "rece:n_extra_chunks=3,rounds=8", "rece:n_extra_chunks=
 
 def parse_loss_config(text: str) -> tuple[str, dict]:
     """'rece:n_extra_chunks=3,rounds=8' -> ('rece', {'n_extra_chunks': 3, 'rounds': 8})."""
-    from rece_bench.cli.commands import parse_params
-
     name, _, rest = text.partition(":")
     if not name.strip():
         raise UserError(f"--config {text!r} has no loss name: write it like rece:n_extra_chunks=3,rounds=8")
     return name.strip(), parse_params([pair for pair in rest.split(",") if pair.strip()])
 
 
-@app.command("bench-step")
 def bench_step(
     dataset: Annotated[str, typer.Option(help="A prepared dataset, e.g. `prepare synthetic --like gowalla`.")],
     config: Annotated[
@@ -43,7 +39,6 @@ def bench_step(
     from datetime import datetime, timezone
 
     from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
-    from rece_bench.cli.common import check_device
     from rece_bench.io import atomic_write_json
     from rece_bench.paths import data_root, results_root
 

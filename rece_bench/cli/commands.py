@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import signal
 from pathlib import Path
@@ -10,28 +9,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from rece_bench.cli import app
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, err_console, user_errors
+from rece_bench.budget.sizes import format_size
+from rece_bench.cli.common import (
+    BudgetOption,
+    DataDirOption,
+    GridOption,
+    OptFloat,
+    OptInt,
+    ParamOption,
+    ResultsDirOption,
+    check_device,
+    console,
+    default_of,
+    err_console,
+    parse_params,
+    user_errors,
+)
+from rece_bench.config import TrainConfig
+from rece_bench.demo import DemoConfig
 from rece_bench.errors import UserError
-
-ParamOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer reads the annotation at runtime
-    typer.Option("--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."),
-]
-
-
-def parse_params(pairs: list[str] | None) -> dict[str, object]:
-    """KEY=VALUE strings -> dict; values are Python literals where they parse (3, 0.75, True), else strings."""
-    params: dict[str, object] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--param {pair!r} is not KEY=VALUE: write it like --param n_extra_chunks=3")
-        try:
-            params[key.strip()] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            params[key.strip()] = raw.strip()
-    return params
 
 
 class RichTrainingProgress:
@@ -103,24 +99,10 @@ def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, res
             raise typer.Exit(code=130) from None
 
 
-OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
-BudgetOption = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
-]
-GridOption = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option(help="TOML file of budget ladders per loss, replacing the built-in ones (Python 3.11+)."),
-]
-OptFloat = Optional[float]  # noqa: UP045
-
-# Model and batch defaults when neither an option nor a preset sets them (the paper's SASRec setup).
-RUN_DEFAULTS = {"batch_size": 128, "max_len": 200, "dim": 64, "n_blocks": 2, "n_heads": 1, "dropout": 0.3, "lr": 1e-3}
-
-
 def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, dataset: str, loss: str) -> dict:
-    """Explicit options win over the preset, the preset over the defaults; --param merges over preset params."""
-    fields = dict(RUN_DEFAULTS)
+    """Explicit options win over the preset, the preset over ``TrainConfig``'s defaults; --param merges over the
+    preset's loss parameters. Returns TrainConfig fields (those left out keep the dataclass's defaults)."""
+    fields: dict = {}
     params: dict = {}
     if preset is not None:
         if preset != "paper":
@@ -137,30 +119,35 @@ def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, d
     return fields
 
 
-@app.command()
+def _default(name: str) -> str:
+    return f"(default {default_of(TrainConfig, name)!r})"
+
+
 def run(
     dataset: Annotated[str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")] = "synthetic",
-    loss: Annotated[str, typer.Option(help="A loss name (see `rece-bench losses`).")] = "ce",
+    loss: Annotated[str, typer.Option(help="A loss name (see `rece-bench losses`).")] = default_of(TrainConfig, "loss"),
     param: ParamOption = None,
     preset: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="'paper': the authors' best configuration for this dataset and loss."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 300,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")] = 10,
-    batch_size: Annotated[OptInt, typer.Option(help="Sequences per batch (default 128).")] = None,
-    max_len: Annotated[OptInt, typer.Option(help="Maximum sequence length (default 200).")] = None,
-    dim: Annotated[OptInt, typer.Option(help="Hidden size (default 64).")] = None,
-    blocks: Annotated[OptInt, typer.Option(help="Transformer blocks (default 2).")] = None,
-    heads: Annotated[OptInt, typer.Option(help="Attention heads (default 1).")] = None,
-    dropout: Annotated[OptFloat, typer.Option(help="Dropout rate (default 0.3).")] = None,
-    lr: Annotated[OptFloat, typer.Option(help="Adam learning rate (default 1e-3).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1235,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    epochs: Annotated[OptInt, typer.Option(help=f"Maximum epochs {_default('epochs')}.")] = None,
+    patience: Annotated[
+        OptInt, typer.Option(help=f"Stop after this many epochs without a better valid NDCG@10 {_default('patience')}.")
+    ] = None,
+    batch_size: Annotated[OptInt, typer.Option(help=f"Sequences per batch {_default('batch_size')}.")] = None,
+    max_len: Annotated[OptInt, typer.Option(help=f"Maximum sequence length {_default('max_len')}.")] = None,
+    dim: Annotated[OptInt, typer.Option(help=f"Hidden size {_default('dim')}.")] = None,
+    blocks: Annotated[OptInt, typer.Option(help=f"Transformer blocks {_default('n_blocks')}.")] = None,
+    heads: Annotated[OptInt, typer.Option(help=f"Attention heads {_default('n_heads')}.")] = None,
+    dropout: Annotated[OptFloat, typer.Option(help=f"Dropout rate {_default('dropout')}.")] = None,
+    lr: Annotated[OptFloat, typer.Option(help=f"Adam learning rate {_default('lr')}.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = default_of(TrainConfig, "seed"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
     track_memory_epochs: Annotated[
         int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
-    ] = 1,
+    ] = default_of(TrainConfig, "track_memory_epochs"),
     budget: BudgetOption = None,
     grid: GridOption = None,
     data_dir: DataDirOption = None,
@@ -172,16 +159,14 @@ def run(
     training steps per candidate (see `rece_bench.budget`), then trained; batch size and the loss's grid knobs come
     from the choice.
     """
-    from rece_bench.config import TrainConfig
-
     with user_errors():
         given = dict(
-            batch_size=batch_size, max_len=max_len, dim=dim, n_blocks=blocks, n_heads=heads, dropout=dropout, lr=lr,
-            loss_params=parse_params(param),
+            epochs=epochs, patience=patience, batch_size=batch_size, max_len=max_len, dim=dim, n_blocks=blocks,
+            n_heads=heads, dropout=dropout, lr=lr, loss_params=parse_params(param),
         )  # fmt: skip
         fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
         config = TrainConfig(
-            dataset=dataset, loss=loss, epochs=epochs, patience=patience, seed=seed, device=check_device(device),
+            dataset=dataset, loss=loss, seed=seed, device=check_device(device),
             track_memory_epochs=track_memory_epochs, **fields,
         )  # fmt: skip
         if budget is None:
@@ -229,12 +214,12 @@ def _given_batch(given: dict) -> list[str]:
 
 
 def _show_rows(rows: list[dict], title: str) -> None:
-    from rece_bench.report import results_frame, rich_table
+    from rece_bench.render import rich_table
+    from rece_bench.report import results_frame
 
     console.print(rich_table(results_frame(rows), title=title))
 
 
-@app.command()
 def report(
     fmt: Annotated[
         str, typer.Option("--format", help="table, markdown or latex (Table 2 and fronts); csv or json (the runs).")
@@ -253,7 +238,8 @@ def report(
 ) -> None:
     """Per dataset: the paper's Table 2 (best configuration of each loss within a budget) and the Pareto fronts."""
     from rece_bench.paths import results_root
-    from rece_bench.report import FORMATS, render_text, report_sections, results_frame, rich_sections, rich_table
+    from rece_bench.render import FORMATS, render_text, rich_sections, rich_table
+    from rece_bench.report import report_sections, results_frame
     from rece_bench.results import read_results
 
     with user_errors():
@@ -286,16 +272,17 @@ def _parse_budget(budget: str | None) -> int | None:
     return None if budget is None else parse_size(budget)
 
 
-@app.command()
 def demo(
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per loss.")] = 8,
-    budget: Annotated[str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")] = "100MB",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per loss.")] = default_of(DemoConfig, "epochs"),
+    budget: Annotated[
+        str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")
+    ] = format_size(default_of(DemoConfig, "budget_bytes")).replace(" ", ""),
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """The main job on the embedded default: CE, CE- and RECE fitted to one small memory budget on a synthetic set,
     shown as the paper's Table 2 and Pareto fronts, with popularity for scale."""
-    from rece_bench.demo import DemoConfig, run_demo
+    from rece_bench.demo import run_demo
     from rece_bench.paths import data_root, results_root
 
     with user_errors():
@@ -327,7 +314,8 @@ def _show_choices(runs) -> None:
 
 
 def _show_report(rows: list[dict]) -> None:
-    from rece_bench.report import report_sections, results_frame, rich_sections
+    from rece_bench.render import rich_sections
+    from rece_bench.report import report_sections, results_frame
 
     for table in rich_sections(report_sections(results_frame(rows))):
         console.print(table)
@@ -343,7 +331,6 @@ def _show_ratio(results) -> None:
             console.print(f"SASRec-{r.loss} test NDCG@10 is {ratio:.1f}x the popularity ranking's.")
 
 
-@app.command()
 def version() -> None:
     """Print the package version."""
     from rece_bench import __version__

@@ -6,11 +6,13 @@ Only the ``rece_bench.cli`` package imports typer. Commands import torch inside 
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -61,3 +63,41 @@ def check_device(text: str) -> str:
     if device.type not in {"cpu", "cuda"}:
         raise UserError(f"--device {text}: only cpu and cuda are measured")
     return str(device)
+
+
+# ---------------------------------------------------------------- options shared by several commands
+
+OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
+OptFloat = Optional[float]  # noqa: UP045
+ParamOption = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--param", "-p", help="A loss parameter as KEY=VALUE, repeatable (e.g. -p n_extra_chunks=3)."),
+]
+BudgetOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
+]
+GridOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(help="TOML file of budget ladders per loss, replacing the built-in ones (Python 3.11+)."),
+]
+
+
+def default_of(config_class: type, name: str) -> Any:
+    """The default of a config dataclass's field: the one place a default is written (the CLI shows it)."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, object]:
+    """KEY=VALUE strings -> dict; values are Python literals where they parse (3, 0.75, True), else strings."""
+    params: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--param {pair!r} is not KEY=VALUE: write it like --param n_extra_chunks=3")
+        try:
+            params[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = raw.strip()
+    return params

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from rece_bench.cli import app
 from rece_bench.cli.common import DataDirOption, console, err_console, user_errors
 from rece_bench.errors import UserError
 
@@ -124,7 +123,6 @@ def _run_prepare(config: PrepareConfig) -> PrepareReport:
             return prepare_dataset(config, progress=on_bytes)
 
 
-@app.command()
 def prepare(
     dataset: Annotated[str, typer.Argument(help="A dataset name (see `rece-bench datasets`).")],
     raw: Annotated[OptPath, typer.Option("--raw", help="Use this raw file instead of downloading.")] = None,
@@ -171,7 +169,6 @@ def prepare(
     render_report(report)
 
 
-@app.command()
 def datasets(data_dir: DataDirOption = None) -> None:
     """List the known datasets, the paper's statistics and whether each is prepared here."""
     from rece_bench.data.registry import DATASETS

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from rece_bench.cli import app
-from rece_bench.cli.common import ResultsDirOption, check_device, console, user_errors
+from rece_bench.bench_loss import BenchLossConfig
+from rece_bench.cli.common import ResultsDirOption, check_device, console, default_of, user_errors
 
 if TYPE_CHECKING:
     from rece_bench.bench_loss import BenchLossRow
@@ -17,7 +17,10 @@ OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
 OptStrList = Optional[list[str]]  # noqa: UP045
 
 
-@app.command("losses")
+def _bench_default(name: str):
+    return default_of(BenchLossConfig, name)
+
+
 def losses_command() -> None:
     """List every loss with its parameters, defaults and a one-line description."""
     with user_errors():
@@ -36,23 +39,27 @@ def losses_command() -> None:
         console.print(table)
 
 
-@app.command("bench-loss")
 def bench_loss_command(
     items: Annotated[str, typer.Option(help="Catalogue sizes, comma separated (1e4,1e5,1e6).")] = "1e4,1e5,1e6",
-    positions: Annotated[int, typer.Option(help="Non-pad positions N per step.")] = 8192,
-    dim: Annotated[int, typer.Option(help="Embedding width D.")] = 64,
+    positions: Annotated[int, typer.Option(help="Non-pad positions N per step.")] = default_of(
+        BenchLossConfig, "positions"
+    ),
+    dim: Annotated[int, typer.Option(help="Embedding width D.")] = _bench_default("dim"),
     loss: Annotated[OptStrList, typer.Option("--loss", help="A loss to run (repeatable; default: all).")] = None,
     param: Annotated[OptStrList, typer.Option("--param", help="LOSS.NAME=VALUE, e.g. rece.rounds=8.")] = None,
-    repeats: Annotated[int, typer.Option(help="Runs per loss; the median time is reported.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Runs per loss; the median time is reported.")] = default_of(
+        BenchLossConfig, "repeats"
+    ),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = default_of(
+        BenchLossConfig, "seed"
+    ),
     threads: Annotated[OptInt, typer.Option(help="Torch intra-op threads (default: torch's choice).")] = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
     with user_errors():
         from rece_bench.bench_loss import (
-            BenchLossConfig,
             all_losses,
             parse_items,
             parse_param,

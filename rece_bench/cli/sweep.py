@@ -6,9 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from rece_bench.cli import app
-from rece_bench.cli.commands import GridOption
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, user_errors
+from rece_bench.cli.common import (
+    DataDirOption,
+    GridOption,
+    ResultsDirOption,
+    check_device,
+    console,
+    default_of,
+    user_errors,
+)
+from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 
 
@@ -76,7 +83,6 @@ def paper_seeds(count: int) -> tuple[int, ...]:
     return PAPER_SEEDS[:count]
 
 
-@app.command()
 def sweep(
     dataset: Annotated[str, typer.Option(help="A prepared dataset (see `rece-bench prepare`).")],
     loss: Annotated[list[str], typer.Option(help="A loss to sweep, repeatable: --loss ce --loss rece.")],
@@ -86,10 +92,12 @@ def sweep(
     ] = None,
     seeds: Annotated[int, typer.Option(help="How many of the paper's seeds (1235, 37, 2451) to run.")] = 1,
     grid: GridOption = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per run.")] = 300,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")] = 10,
-    max_len: Annotated[int, typer.Option(help="Maximum sequence length.")] = 200,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per run.")] = default_of(TrainConfig, "epochs"),
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many epochs without a better valid NDCG@10.")
+    ] = default_of(TrainConfig, "patience"),
+    max_len: Annotated[int, typer.Option(help="Maximum sequence length.")] = default_of(TrainConfig, "max_len"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
     workers: Annotated[int, typer.Option(help="Parallel jobs, one per GPU (CUDA only; CPU runs sequentially).")] = 1,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
@@ -97,7 +105,6 @@ def sweep(
     """Run a grid of losses, budgets and seeds; skips what is done, so the same command resumes a stopped sweep."""
     from rece_bench.budget.ladder import read_grid
     from rece_bench.budget.sizes import parse_size
-    from rece_bench.config import TrainConfig
     from rece_bench.paths import data_root, results_root
     from rece_bench.sweep import SweepConfig, check_workers, run_sweep
 

@@ -1,6 +1,6 @@
 """Prepared data -> padded tensors for training and evaluation, with no per-step Python loops over users.
 
-Letters: U users, L max length, B batch, S the longest seen-item list in a batch. Item ids stay 1-based here (0 is
+Shape letters (U, L, B, S) as in ``docs/notation.md``. Item ids stay 1-based here (0 is
 padding); the loss sees 0-based catalogue columns (``item_id - 1``), which ``TrainBatch`` provides.
 """
 

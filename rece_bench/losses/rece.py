@@ -13,8 +13,7 @@ candidate ids live per chunk as a view of the sorted order; the logits are strea
 a custom autograd function that keeps only the (N,) log-partition and the earlier-round flags packed to one
 bit per pair, and recomputes each group in the backward pass.
 
-Letters: r rounds, n_b buckets, n_c chunks, P positions per chunk, I items per chunk, W = (1 + 2 n_ec) I
-candidates per chunk, G chunks per streamed group.
+Shape letters: the common ones and RECE's own (r, n_b, n_c, P, I, W, G) as in ``docs/notation.md``.
 """
 
 from __future__ import annotations

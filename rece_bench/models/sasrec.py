@@ -1,7 +1,6 @@
 """SASRec, the variant the paper trains (pmixer/SASRec.pytorch; REFERENCE section 3).
 
-Letters used in shape comments: B batch of sequences, L max length, D hidden size, C catalogue size (no pad row),
-H heads, N non-pad positions.
+Shape letters (B, L, D, C, H, N) as in ``docs/notation.md``.
 
 Item ids in sequences are 1..C with 0 as padding (left padding: the last item sits at position L-1). The item
 table holds the C catalogue rows only and is tied to the output: ``item_embeddings()`` returns it whole, so a loss
