@@ -155,9 +155,8 @@ def run(
 ) -> None:
     """Train SASRec with one loss; report test quality, peak memory and training time.
 
-    With --budget, the preferred configuration of the loss that fits the budget is chosen by probing a few real
-    training steps per candidate (see `rece_bench.budget`), then trained; batch size and the loss's grid knobs come
-    from the choice.
+    With --budget, the preferred configuration of the loss that fits the budget (its batch size and grid knobs) is
+    chosen by probing a few real training steps per candidate (see `rece_bench.budget`), then trained.
     """
     with user_errors():
         given = dict(
@@ -173,7 +172,11 @@ def run(
             result = _train_and_show(config, data_dir, results_dir, resume)
         else:
             result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, resume)
-    _show_rows([result.to_row()], title=f"{dataset}: {loss}")
+    _show_outcome(result)
+
+
+def _show_outcome(result) -> None:
+    _show_rows([result.to_row()], title=f"{result.dataset}: {result.loss}")
     if result.status != "ok":
         console.print(f"[yellow]status {result.status}:[/] {result.message}")
 
