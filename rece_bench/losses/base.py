@@ -207,6 +207,18 @@ def check_float(name: str, value: Any, low: float, high: float, low_open: bool =
     return float(value)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def check_generator(value: Any) -> torch.Generator | None:
     if value is not None and not isinstance(value, torch.Generator):
         raise UserError(f"generator must be a torch.Generator or None, got {type(value).__name__}")
