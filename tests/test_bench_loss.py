@@ -64,7 +64,7 @@ def test_parsers():
         (lambda: parse_param("rece.rounds"), "LOSS.NAME=VALUE"),
         (lambda: parse_param("rece.rounds=1.5"), "whole number"),
         (lambda: parse_param("rece.generator=1"), "no settable parameter 'generator'"),
-        (lambda: parse_param("sce.rounds=1"), "unknown loss 'sce'"),
+        (lambda: parse_param("nosuch.rounds=1"), "unknown loss 'nosuch'"),
         (lambda: tiny(repeats=0), "repeats must be"),
         (lambda: tiny(losses=("ce",), params=(("rece", "rounds", 2),)), "not benchmarked"),
         (lambda: tiny(losses=("rece",), params=(("rece", "rounds", 0),)), "rounds must be >= 1, got 0"),

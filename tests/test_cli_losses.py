@@ -29,7 +29,7 @@ def test_bench_loss_tiny_run_writes_rows(tmp_path):
 
 
 def test_bench_loss_bad_options_exit_2_with_one_line():
-    for args in (["--items", "1e4,x"], ["--loss", "sce"], ["--param", "rece.rounds=0"], ["--device", "tpu"]):
+    for args in (["--items", "1e4,x"], ["--loss", "nosuch"], ["--param", "rece.rounds=0"], ["--device", "tpu"]):
         result = runner.invoke(app, ["bench-loss", *args])
         assert result.exit_code == 2, (args, result.output)
         assert "error:" in result.output and "Traceback" not in result.output
