@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from rece_bench.budget.ladder import Ladder
 from rece_bench.errors import UserError
 from rece_bench.losses.base import (
     Loss,
@@ -150,6 +151,17 @@ class LogQCrossEntropy(Loss):
         ParamSpec("block_mib", "float", 32.0, "Working memory of one block of the (N, K) logits, in MiB."),
         ParamSpec("generator", "Generator | None", None, "Random generator for the negatives (seeding)."),
     )
+    label = "CE-logQ"
+    abbreviations = {"n_negatives": "k", "correct_positive": "corr_pos"}
+    # Batch 256 and 4,096 negatives (the largest of the paper's grid: the corrected estimate's bias falls like 1/K),
+    # the batch cut to 64 first as in the other sampled losses, then the negatives, then the batch again. With the
+    # logits streamed, K costs time and a (K, D) block of rows more than peak memory; the batch is the real lever.
+    ladder = Ladder(
+        {"batch_size": 256, "n_negatives": 4096},
+        (("batch_size", (128, 64)), ("n_negatives", (1024, 256, 64)), ("batch_size", (32, 16, 8, 4))),
+    )
+    report_rank = 35
+    data_inputs = ("item_counts",)
 
     def __init__(
         self,
@@ -162,21 +174,32 @@ class LogQCrossEntropy(Loss):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(num_items)
-        if item_counts is None:
-            raise UserError("ce_logq needs item_counts: the (C,) interactions per item of the training split")
         self.n_negatives = check_int("n_negatives", n_negatives, minimum=1)
         self.sampler = check_choice("sampler", sampler, SAMPLERS)
         self.correct_positive = check_bool("correct_positive", correct_positive)
         self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
         self.generator = check_generator(generator)
-        weights = popularity_weights(item_counts, num_items)  # (C,) float64
-        device = torch.as_tensor(item_counts).device
-        # buffers follow .to(device); not persistent: they are data, rebuilt from the counts, not learned state
-        self.register_buffer("log_q", (weights.log() - math.log(float(weights.sum()))).to(device), persistent=False)
-        self.register_buffer("cumulative", weights.cumsum(0).to(device), persistent=False)
+        # Buffers follow .to(device); not persistent: they are data, rebuilt from the counts, not learned state.
+        # Without counts the loss can be built (the budget checks a candidate's parameters that way) but not called.
+        log_q = cumulative = None
+        if item_counts is not None:
+            weights = popularity_weights(item_counts, num_items)  # (C,) float64
+            device = torch.as_tensor(item_counts).device
+            log_q = (weights.log() - math.log(float(weights.sum()))).to(device)
+            cumulative = weights.cumsum(0).to(device)
+        self.register_buffer("log_q", log_q, persistent=False)
+        self.register_buffer("cumulative", cumulative, persistent=False)
+
+    def _check_counts(self) -> None:
+        if self.log_q is None:
+            raise UserError(
+                "ce_logq was built without item_counts: pass item_counts=(C,) interactions per item of the "
+                "training split (the trainer does so from the prepared data)"
+            )
 
     def sample_negatives(self, targets: torch.Tensor) -> torch.Tensor:
         """(K,) ids shared by the batch: popularity draws, or the targets of K of its positions."""
+        self._check_counts()
         if self.sampler == "in_batch":
             return draw_in_batch(targets, self.n_negatives, self.generator)
         return draw_popular(self.cumulative, self.n_negatives, self.generator, targets.device)
@@ -185,6 +208,7 @@ class LogQCrossEntropy(Loss):
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
         """The loss on given shared negatives (K,), for tests and for callers with their own sampler."""
+        self._check_counts()
         log_k = math.log(negatives.shape[0])
         neg_shift = self.log_q[negatives].to(hidden.dtype).add_(log_k)  # (K,): log(K q_j)
         if self.correct_positive:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rece_bench.errors import UserError
-from rece_bench.losses.ce_logq import LogQCrossEntropy, draw_in_batch
+from rece_bench.losses import build_loss
+from rece_bench.losses.ce_logq import draw_in_batch
 from rece_bench.memory import PeakMemory
 from tests.losses.helpers import assert_same, make_problem, value_and_grads
 
@@ -19,7 +20,8 @@ CHI2_9_999 = 27.877
 
 
 def logq(num_items, counts, seed=0, **params):
-    return LogQCrossEntropy(num_items, item_counts=counts, generator=torch.Generator().manual_seed(seed), **params)
+    gen = torch.Generator().manual_seed(seed)
+    return build_loss("ce_logq", num_items=num_items, item_counts=counts, generator=gen, **params)
 
 
 def zipf_counts(num_items, power=1.0, top=1000):
@@ -229,7 +231,6 @@ def test_peak_memory_is_a_block_of_logits_not_n_by_k():
 @pytest.mark.parametrize(
     ("params", "pattern"),
     [
-        ({"item_counts": None}, "ce_logq needs item_counts"),
         ({"item_counts": torch.ones(9)}, r"item_counts must be a \(C,\) tensor with C=10 .*got shape \(9,\)"),
         ({"item_counts": -torch.ones(10)}, "item_counts must be finite and >= 0"),
         ({"item_counts": torch.full((10,), math.nan)}, "item_counts must be finite and >= 0"),
@@ -243,4 +244,28 @@ def test_peak_memory_is_a_block_of_logits_not_n_by_k():
 )
 def test_bad_parameters_are_user_errors(params, pattern):
     with pytest.raises(UserError, match=pattern):
-        LogQCrossEntropy(10, **{"item_counts": torch.ones(10), **params})
+        build_loss("ce_logq", num_items=10, **{"item_counts": torch.ones(10), **params})
+
+
+def test_built_without_counts_it_refuses_to_run_not_to_be_built():
+    """The budget checks a candidate's parameters by building the loss without data inputs; a call needs them."""
+    loss = build_loss("ce_logq", num_items=10, n_negatives=4)
+    with pytest.raises(UserError, match="built without item_counts: pass item_counts="):
+        loss(torch.randn(3, 2), torch.randn(10, 2), torch.tensor([0, 1, 2]))
+
+
+def test_facts_reach_the_listing_the_budget_and_the_trainer():
+    from typer.testing import CliRunner
+
+    from rece_bench.budget.ladder import ladder_for, usable_candidates
+    from rece_bench.cli import app
+    from rece_bench.losses.base import LOSSES, ordered_losses
+
+    listing = CliRunner().invoke(app, ["losses"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "ce_logq" in listing.output and "item_counts" in listing.output
+    candidates = ladder_for("ce_logq").candidates()
+    assert candidates[0].label() == "batch 256, k 4096" and candidates[-1].label() == "batch 4, k 64"
+    assert len(usable_candidates("ce_logq", candidates, num_items=100)) == len(candidates)  # K may exceed C
+    names = [cls.name for cls in ordered_losses()]
+    assert names.index("ce_neg") < names.index("ce_logq") < names.index("ce")  # report_rank 35
+    assert LOSSES["ce_logq"].data_inputs == ("item_counts",)

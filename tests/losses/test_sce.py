@@ -224,3 +224,27 @@ def test_peak_memory_never_holds_the_logits_and_stays_under_the_sheets_formula()
 def test_bad_parameters_are_user_errors(params, pattern):
     with pytest.raises(UserError, match=pattern):
         build_loss("sce", num_items=10, **params)
+
+
+def test_facts_reach_the_listing_the_budget_and_the_presets():
+    from typer.testing import CliRunner
+
+    from rece_bench.budget.ladder import ladder_for, usable_candidates
+    from rece_bench.cli import app
+    from rece_bench.losses.base import ordered_losses
+    from rece_bench.presets import paper_preset
+
+    listing = CliRunner().invoke(app, ["losses"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "sce" in listing.output and "bucket_size_y" in listing.output
+    candidates = ladder_for("sce").candidates()
+    assert candidates[0].label() == "batch 256, b_y 1024" and candidates[-1].label() == "batch 4, b_y 64"
+    assert len(usable_candidates("sce", candidates, num_items=500)) == len(candidates)
+    names = [cls.name for cls in ordered_losses()]
+    assert names.index("rece") < names.index("sce")  # report_rank 70, after RECE's 60
+    beauty = paper_preset("beauty", "sce")
+    assert (beauty["batch_size"], beauty["dropout"], beauty["patience"], beauty["dim"]) == (1024, 0.6, 50, 64)
+    assert paper_preset("kindle", "sce")["loss_params"] == {
+        "n_buckets": 658, "bucket_size_x": 658, "bucket_size_y": 256, "mix_x": True
+    }  # fmt: skip
+    for kind in ("beauty", "gowalla", "beeradvocate", "behance", "kindle"):
+        build_loss("sce", num_items=1000, **paper_preset(kind, "sce")["loss_params"])  # the presets are valid
