@@ -269,3 +269,13 @@ def test_facts_reach_the_listing_the_budget_and_the_trainer():
     names = [cls.name for cls in ordered_losses()]
     assert names.index("ce_neg") < names.index("ce_logq") < names.index("ce")  # report_rank 35
     assert LOSSES["ce_logq"].data_inputs == ("item_counts",)
+
+
+@pytest.mark.parametrize("sampler", ["popularity", "in_batch"])
+def test_trains_with_the_counts_the_trainer_fills(tiny_data_root, tiny_config, tmp_path, sampler):
+    """The trainer builds the loss with the training split's item_counts (data_inputs) and a run completes."""
+    from rece_bench.train import train_run
+
+    params = {"n_negatives": 16, "sampler": sampler}
+    result = train_run(tiny_config(loss="ce_logq", loss_params=params, epochs=1), tiny_data_root, tmp_path)
+    assert result.status == "ok" and math.isfinite(result.history[0]["loss"]) and result.metrics["ndcg@10"] > 0

@@ -248,3 +248,12 @@ def test_facts_reach_the_listing_the_budget_and_the_presets():
     }  # fmt: skip
     for kind in ("beauty", "gowalla", "beeradvocate", "behance", "kindle"):
         build_loss("sce", num_items=1000, **paper_preset(kind, "sce")["loss_params"])  # the presets are valid
+
+
+@pytest.mark.parametrize("mix_x", [False, True])
+def test_trains_end_to_end(tiny_data_root, tiny_config, tmp_path, mix_x):
+    from rece_bench.train import train_run
+
+    params = {"bucket_size_y": 16, "mix_x": mix_x}
+    result = train_run(tiny_config(loss="sce", loss_params=params, epochs=1), tiny_data_root, tmp_path)
+    assert result.status == "ok" and math.isfinite(result.history[0]["loss"]) and result.metrics["ndcg@10"] > 0
