@@ -31,7 +31,7 @@ Memory: the (N, K) logits are made by a custom autograd function a block of posi
 the backward pass; the negatives' gradient is gathered in a (K, D) buffer and added to one (C, D) gradient, with the
 positive's, so beyond the inputs and their gradients the peak is about one block (``block_mib``) whatever K.
 
-Letters (with base's N, C, D): K columns (negatives), R positions per block.
+Shape letters: the common ones (K: the negatives shared by the batch) and R as in ``docs/notation.md``.
 """
 
 from __future__ import annotations

@@ -33,8 +33,7 @@ the gradient of each gathered row set. Here:
 So beyond the inputs and their gradients, the peak is about one group's logits (about ``block_mib``) plus small
 (n_b, b_x) and (n_b, b_y) index tensors, whatever C.
 
-Letters (with base's N, C, D): n_b buckets, b_x positions per bucket, b_y items per bucket, G buckets per
-streamed group, M rows per projection slice.
+Shape letters: the common ones and SCE's own (n_b, b_x, b_y, G, M) as in ``docs/notation.md``.
 """
 
 from __future__ import annotations
