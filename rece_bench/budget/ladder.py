@@ -83,11 +83,13 @@ class Ladder:
 def usable_candidates(loss: str, candidates: Sequence[Candidate], num_items: int, base_params=None) -> list[Candidate]:
     """The candidates a catalogue of ``num_items`` allows (no more negatives than items, ...), order kept."""
     from rece_bench.losses import build_loss
+    from rece_bench.losses.base import lookup, placeholder_data_inputs
 
+    stand_ins = placeholder_data_inputs(lookup(loss), num_items)
     usable = []
     for candidate in candidates:
         try:
-            build_loss(loss, num_items=num_items, **{**(base_params or {}), **candidate.loss_params})
+            build_loss(loss, num_items=num_items, **{**(base_params or {}), **candidate.loss_params}, **stand_ins)
         except UserError:
             continue
         usable.append(candidate)

@@ -55,6 +55,15 @@ class LossInfo:
 
 # What the trainer can fill from the prepared data when a loss lists it in ``data_inputs``.
 DATA_INPUTS = {"item_counts": "interactions per item in the training split, (C,) long"}
+
+
+def placeholder_data_inputs(cls: type[Loss], num_items: int) -> dict[str, Any]:
+    """Stand-ins of the right shape for a loss's data inputs (every item seen once), to check its parameters
+    against a catalogue without the data (the budget drops candidates a catalogue does not allow)."""
+    stand_ins = {"item_counts": lambda: torch.ones(num_items, dtype=torch.long)}
+    return {key: stand_ins[key]() for key in cls.data_inputs}
+
+
 INTERNAL_PARAMS = ("generator",)  # set by code (seeding), not by a user on the command line
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
