@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import torch
 
 from rece_bench.checkpoint import (
-    check_resumable,
     checkpoint_dir,
     discard_last,
     load_best,
@@ -289,11 +288,10 @@ def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume
     data = load_run_data(data_root, config.dataset, config.max_len)
     folder = checkpoint_dir(results_root, run_id_of(config))
     run = build_run(config, data, folder)
-    payload = load_last(folder)
-    if resume and payload is None:
-        raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
     if resume:
-        check_resumable(payload, folder)
+        payload = load_last(folder)
+        if payload is None:
+            raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
         run.restore(payload)
     else:
         discard_last(folder)
