@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from rece_bench import __version__
 from rece_bench.errors import UserError
-from rece_bench.io import atomic_write_json
+from rece_bench.io import DamagedFile, atomic_write_json, read_json
 
 STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted")
 RUNS_DIR = "runs"
@@ -75,13 +76,55 @@ def write_result(results_root: Path, result: RunResult) -> Path:
     return path
 
 
-def read_results(results_root: Path) -> list[dict[str, Any]]:
-    """Every run result under ``results_root`` as a flat row, oldest first; unreadable files are skipped."""
-    rows = []
+@dataclass(frozen=True)
+class ResultSet:
+    """What ``load_results`` found: the rows it could read, and the files it could not (each with why)."""
+
+    rows: list[dict[str, Any]]
+    unreadable: list[DamagedFile]
+
+
+def load_results(results_root: Path) -> ResultSet:
+    """Every run result under ``results_root`` as a flat row, oldest first, and the files that are no result."""
+    rows, unreadable = [], []
     for path in sorted((Path(results_root) / RUNS_DIR).glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-            rows.append(RunResult(**data).to_row())
-        except (OSError, ValueError, TypeError):
-            continue
-    return sorted(rows, key=lambda row: row["created_at"])
+            rows.append(read_result(path).to_row())
+        except DamagedFile as exc:
+            unreadable.append(exc)
+    return ResultSet(sorted(rows, key=lambda row: row["created_at"]), unreadable)
+
+
+def read_results(results_root: Path) -> list[dict[str, Any]]:
+    """The rows of ``load_results``; a caller that must name the unreadable files uses ``load_results``."""
+    return load_results(results_root).rows
+
+
+_FIELD_TYPES = {"run_id": str, "dataset": str, "loss": str, "status": str, "params": dict, "metrics": dict}
+_FIELD_TYPES |= {"valid_metrics": dict, "history": list, "created_at": str}
+
+
+def read_result(path: Path) -> RunResult:
+    fix = "delete it or run that configuration again"
+    data = read_json(path, fix)
+    wrong = [key for key, kind in _FIELD_TYPES.items() if key in data and not isinstance(data[key], kind)]
+    if wrong:
+        raise DamagedFile(path, f"not a run result: {', '.join(wrong)} of the wrong type", fix)
+    try:
+        return RunResult(**data)
+    except (TypeError, ValueError) as exc:
+        raise DamagedFile(path, f"not a run result: {exc}", fix) from None
+
+
+def ensure_results_root(results_root: Path, folder: str = RUNS_DIR) -> None:
+    """Fail early, before any training, when results cannot be written under ``results_root/folder``; nothing is
+    created here (the first write makes the folders)."""
+    target = Path(results_root) / folder
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor or "."))
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise UserError(f"cannot write results under {results_root}: {problem}: pass a writable --results-dir")

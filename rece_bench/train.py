@@ -42,7 +42,7 @@ from rece_bench.losses import LossBatch, build_loss
 from rece_bench.losses.base import lookup
 from rece_bench.memory import Meter, PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
-from rece_bench.results import RunResult, make_run_id, write_result
+from rece_bench.results import RunResult, ensure_results_root, make_run_id, write_result
 
 log = logging.getLogger(__name__)
 SELECTION_METRIC = "ndcg@10"
@@ -315,6 +315,7 @@ def train_run(
     ``interrupted``) is saved; the last checkpoint stays for ``resume=True``.
     """
     progress = progress or _Silent()
+    ensure_results_root(results_root)
     run = prepare_run(config, data_root, results_root, resume)
     progress.start(config.epochs, batches_per_epoch(run.data.train, config.batch_size))
     meter = Meter(run.device, track=(run.model, run.optimizer), track_epochs=config.track_memory_epochs)
