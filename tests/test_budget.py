@@ -256,3 +256,23 @@ def test_a_new_loss_or_model_revision_redoes_cached_probes(changed, tiny_data_ro
     revised = ReducedCrossEntropy if changed == "loss" else SASRec
     monkeypatch.setattr(revised, "revision", revised.revision + 1)
     assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached  # measured again, not reused
+
+
+@pytest.mark.parametrize("text", ["", '{"peak_bytes": ', "[]", '{"peak_bytes": "lots"}'], ids=repr)
+def test_a_damaged_probe_cache_is_probed_again(text, tiny_data_root, tiny_config, tmp_path):
+    config = tiny_config(loss="ce", epochs=1)
+    candidate = Ladder({"batch_size": 16}, ()).candidates()[0]
+    first = Prober(config, tiny_data_root, tmp_path)(candidate)
+    (cache,) = (tmp_path / "probes").glob("*.json")
+    cache.write_text(text)
+    again = Prober(config, tiny_data_root, tmp_path)(candidate)
+    assert not again.cached and again.peak_bytes == first.peak_bytes
+    assert Prober(config, tiny_data_root, tmp_path)(candidate).cached  # the cache was written anew
+
+
+def test_a_grid_that_is_missing_or_not_toml_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"cannot read .*absent\.toml \(it is missing\): pass an existing TOML"):
+        read_grid(tmp_path / "absent.toml")
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UserError, match="not valid TOML"):
+        read_grid(tmp_path / "bin.toml")

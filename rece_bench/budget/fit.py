@@ -19,7 +19,7 @@ from rece_bench.budget.sizes import format_size
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
 from rece_bench.memory import format_bytes
-from rece_bench.results import RunResult, write_result
+from rece_bench.results import RunResult, ensure_results_root, write_result
 
 CHOICES_DIR = "budget"
 
@@ -59,6 +59,7 @@ def train_within_budget(
     """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak."""
     from rece_bench.train import train_run
 
+    ensure_results_root(results_root)
     candidates = ladder_for(config.loss, grid).candidates()
     candidates = usable_candidates(
         config.loss, candidates, catalogue_size(data_root, config.dataset), config.loss_params
