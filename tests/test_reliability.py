@@ -1,0 +1,203 @@
+"""Issue 12, as a careless user meets it: every bad state is one line and exit code 2, nothing is lost or hidden.
+
+Each test drives the real command line (typer's CliRunner) and checks the exit code, that no traceback shows, and
+that nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+from typer.testing import CliRunner
+
+from rece_bench.cli import app
+
+runner = CliRunner()
+TINY_RUN = ["--epochs", "2", "--batch-size", "32", "--max-len", "12", "--dim", "16", "--seed", "7"]
+
+
+def invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def one_line_error(result, *needles) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def suggested_command(message: str) -> list[str]:
+    """The first `rece-bench ...` command an error message suggests, as arguments for the app."""
+    command = re.search(r"`(rece-bench [^`]+)`", message).group(1)
+    return shlex.split(command)[1:]
+
+
+def interrupted_run(data_root, results, tiny_config):
+    """A run stopped by Ctrl-C after its first epoch: a result and a last checkpoint to resume from."""
+    from rece_bench.train import train_run
+
+    class StopAfterFirstEpoch:
+        def start(self, epochs, steps_per_epoch):
+            pass
+
+        def step(self, loss, peak_bytes):
+            pass
+
+        def epoch(self, epoch, train_loss, valid_ndcg):
+            raise KeyboardInterrupt
+
+    config = tiny_config(epochs=2, patience=10)  # what TINY_RUN gives on the command line
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, data_root, results, progress=StopAfterFirstEpoch())
+    return config
+
+
+# ---------------------------------------------------------------- damaged files
+
+
+def test_resume_from_a_truncated_checkpoint_keeps_it_aside_and_says_to_run_again(tiny_data_root, tiny_config, tmp_path):
+    from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.train import run_id_of
+
+    config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
+    folder = checkpoint_dir(tmp_path, run_id_of(config))
+    whole = (folder / LAST).read_bytes()
+    (folder / LAST).write_bytes(whole[: len(whole) // 2])
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", tmp_path]
+    message = one_line_error(invoke(*args, "--resume"), "checkpoint is damaged", "run again without --resume")
+    (aside,) = folder.glob(f"{LAST}.damaged-*")
+    assert aside.name in message and aside.read_bytes() == whole[: len(whole) // 2]  # kept, not deleted
+    assert not (folder / LAST).exists()
+    assert invoke(*args).exit_code == 0  # and running again works, the damaged file still kept
+    assert aside.exists()
+
+
+def test_a_checkpoint_that_is_no_checkpoint_is_damage_too(tiny_data_root, tiny_config, tmp_path):
+    import torch
+
+    from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.train import run_id_of
+
+    config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
+    last = checkpoint_dir(tmp_path, run_id_of(config)) / LAST
+    torch.save({"format": 2, "model": {}}, last)
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", tmp_path]
+    one_line_error(invoke(*args, "--resume"), "no optimizer, state, rng, batch_rng in it", "without --resume")
+
+
+def test_a_damaged_split_names_the_file_and_a_prepare_command_that_works(tmp_path):
+    data, results = tmp_path / "data", tmp_path / "results"
+    made = invoke("prepare", "synthetic", "--users", 300, "--items", 120, "--interactions", 6000, "--name", "mine",
+                  "--data-dir", data)  # fmt: skip
+    assert made.exit_code == 0, made.output
+    train = data / "mine" / "train.parquet"
+    train.write_bytes(train.read_bytes()[:-200])
+    args = ["run", "--dataset", "mine", *TINY_RUN, "--data-dir", data, "--results-dir", results]
+    message = one_line_error(invoke(*args), str(train), "rece-bench prepare synthetic")
+    assert not results.exists()  # nothing trained, nothing written
+    again = invoke(*suggested_command(message))
+    assert again.exit_code == 0, again.output
+    assert invoke(*args).exit_code == 0
+
+
+def test_an_unknown_dataset_suggests_a_prepare_command_that_works(tmp_path):
+    data = tmp_path / "data"
+    args = ["run", "--dataset", "nosuch", *TINY_RUN, "--data-dir", data, "--results-dir", tmp_path / "results"]
+    message = one_line_error(invoke(*args), "nosuch is not prepared")
+    prepare = suggested_command(message)
+    assert prepare[:2] == ["prepare", "synthetic"]
+    assert invoke(*prepare, "--users", 300, "--items", 120, "--interactions", 6000).exit_code == 0
+    assert invoke(*args).exit_code == 0
+
+
+def test_a_dataset_name_that_is_a_path_names_the_option_run_has(tmp_path):
+    message = one_line_error(invoke("run", "--dataset", "../evil", "--data-dir", tmp_path), "../evil", "--dataset")
+    assert "--name" not in message
+
+
+def test_an_uncreatable_results_dir_fails_before_any_training(tiny_data_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file")
+    for command in (["run", "--dataset", "tiny", *TINY_RUN], ["run", "--dataset", "tiny", "--budget", "1GB"],
+                    ["popularity", "--dataset", "tiny"], ["sweep", "--dataset", "tiny", "--loss", "ce"]):  # fmt: skip
+        result = invoke(*command, "--data-dir", tiny_data_root, "--results-dir", blocker / "results")
+        one_line_error(result, "cannot write results under", "is not a folder", "--results-dir")
+    assert blocker.read_text() == "a regular file"
+
+
+def test_report_names_the_result_files_it_cannot_read(tiny_data_root, tmp_path):
+    assert (
+        invoke("popularity", "--dataset", "tiny", "--data-dir", tiny_data_root, "--results-dir", tmp_path).exit_code
+        == 0
+    )
+    runs = tmp_path / "runs"
+    (good,) = runs.glob("*.json")
+    (runs / "cut.json").write_text(good.read_text()[:40])
+    (runs / "list.json").write_text("[1, 2]")
+    (runs / "other.json").write_text('{"hello": "world"}')
+    result = invoke("report", "--results-dir", tmp_path)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "3 result file(s) could not be read" in result.stderr
+    for name, why in (("cut.json", "not valid JSON"), ("list.json", "not an object"), ("other.json", "not a run")):
+        assert any(name in line and why in line for line in result.stderr.splitlines()), result.stderr
+    assert "popularity" in result.stdout  # the readable one is still reported
+    for n in range(4):
+        (runs / f"more{n}.json").write_text("")
+    many = invoke("report", "--format", "json", "--results-dir", tmp_path)
+    assert "7 result file(s)" in many.stderr and "... and 2 more" in many.stderr
+    assert len(json.loads(many.stdout)) == 1  # stdout stays machine-readable
+
+
+# ---------------------------------------------------------------- the small ones
+
+
+def test_version_option_and_command():
+    from rece_bench import __version__
+
+    assert invoke("--version").stdout.strip() == __version__
+    assert invoke("version").stdout.strip() == __version__
+
+
+def test_piped_output_follows_columns_and_datasets_fits_80_columns_whole():
+    narrow = invoke("datasets", env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert "…" not in narrow.stdout and "1,409,494" in narrow.stdout and "2,627,663" in narrow.stdout
+    wide = invoke("datasets", env={"COLUMNS": "200"})
+    assert max(len(line) for line in wide.stdout.splitlines()) > 80
+
+
+def test_losses_lists_no_library_only_parameter():
+    listing = invoke("losses", env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "n_negatives" in listing.stdout and "generator" not in listing.stdout
+
+
+def test_csv_report_params_are_json(tiny_data_root, tmp_path):
+    import csv
+    import io
+
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--epochs", "1", "--data-dir", tiny_data_root]
+    assert invoke(*args, "--results-dir", tmp_path).exit_code == 0
+    (row,) = csv.DictReader(io.StringIO(invoke("report", "--format", "csv", "--results-dir", tmp_path).stdout))
+    assert json.loads(row["params"])["batch_size"] == 32
+
+
+def test_report_and_plot_say_the_front_is_chosen_by_validation(tmp_path):
+    from tests.test_report import hand_made_results
+
+    root = hand_made_results(tmp_path / "results")
+    markdown = invoke("report", "--format", "markdown", "--results-dir", root).stdout
+    assert "| valid NDCG@10 | test NDCG@10 |" in markdown and "need not rise along the front" in markdown
+    from rece_bench.plot import FRONT_CAPTION, fronts_figure
+    from rece_bench.report import configurations, pareto_fronts, results_frame
+    from rece_bench.results import read_results
+
+    figure = fronts_figure(pareto_fronts(configurations(results_frame(read_results(root)))))
+    assert figure.get_suptitle() == FRONT_CAPTION and "validation" in FRONT_CAPTION
