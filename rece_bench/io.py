@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rece_bench import faults
 from rece_bench.errors import UserError, one_line
 
 
@@ -119,7 +120,7 @@ class atomic_writer:  # noqa: N801 - used like open()
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._handle = os.fdopen(fd, "wb")
+        self._handle = faults.during_write(os.fdopen(fd, "wb"), self.path.name)  # a test hook, off by default
         return self._handle
 
     def __exit__(self, exc_type, exc, tb) -> None:
