@@ -8,15 +8,15 @@ temporary name, synced and renamed, so a kill during a save leaves the previous 
 Checkpoints are read with ``torch.load(weights_only=True)``: they hold tensors (weights, optimiser state, the
 generators' states as byte tensors) and plain dicts, lists and numbers only, so loading one runs no code. A
 checkpoint that cannot be read is moved aside (kept for a look, never deleted) and the run says to start again.
+torch is imported inside the functions that need it, so that reading results (the report) can ask whether a
+run has a checkpoint without importing torch.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_writer, read_torch, remove_stale_temporaries
@@ -27,12 +27,17 @@ BEST = "best.pt"
 FORMAT = 2  # 2: SASRec's item table holds the C catalogue rows only (1 had a pad row first)
 LAST_KEYS = ("model", "optimizer", "state", "rng", "batch_rng")
 
+if TYPE_CHECKING:
+    import torch
+
 
 def checkpoint_dir(results_root: Path, run_id: str) -> Path:
     return Path(results_root) / CHECKPOINTS_DIR / run_id
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
     with atomic_writer(path) as handle:
         torch.save(obj, handle)
 
