@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -92,11 +92,16 @@ def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, res
     with RichTrainingProgress(config.loss) as progress, sigterm_as_interrupt():
         try:
             return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
-        except KeyboardInterrupt:
-            console.print(
-                "[yellow]interrupted:[/] saved with status 'interrupted'; the same command with --resume goes on"
-            )
-            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt as exc:
+            _say_interrupted(exc)
+
+
+def _say_interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """What the saved result says about going on (a Ctrl-C outside training saved nothing new)."""
+    result = getattr(exc, "result", None)
+    saved = f"saved with status interrupted: {result.message}" if result is not None else "nothing new was saved"
+    console.print(f"[yellow]interrupted:[/] {saved}", highlight=False)
+    raise typer.Exit(code=130) from None
 
 
 def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, dataset: str, loss: str) -> dict:
@@ -200,9 +205,8 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
             done = train_within_budget(
                 config, budget_bytes, data_root(data_dir), results_root(results_dir), progress, resume, ladders
             )
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted:[/] saved with status 'interrupted'; add --resume to go on")
-            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt as exc:
+            _say_interrupted(exc)
     choice, result = done.choice, done.result
     console.print(
         f"budget {format_size(budget_bytes)}: chose {choice.candidate.label()} (probed peak "
