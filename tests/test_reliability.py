@@ -201,3 +201,140 @@ def test_report_and_plot_say_the_front_is_chosen_by_validation(tmp_path):
 
     figure = fronts_figure(pareto_fronts(configurations(results_frame(read_results(root)))))
     assert figure.get_suptitle() == FRONT_CAPTION and "validation" in FRONT_CAPTION
+
+
+# ---------------------------------------------------------------- a run's life: running, epochs, one final status
+
+
+def run_args(data_root, results):
+    return ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", data_root, "--results-dir", results]
+
+
+def only_result(results) -> dict:
+    (path,) = (results / "runs").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_the_result_exists_from_the_first_step_with_pid_and_host(tiny_data_root, tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from rece_bench import train
+
+    seen, real_step = [], train.train_step
+
+    def step(*args):
+        if not seen:
+            seen.append(only_result(tmp_path))
+        return real_step(*args)
+
+    monkeypatch.setattr(train, "train_step", step)
+    assert invoke(*run_args(tiny_data_root, tmp_path)).exit_code == 0
+    (first,) = seen
+    assert first["status"] == "running" and first["epochs"] == 0 and first["history"] == []
+    assert first["pid"] == os.getpid() and first["host"] == socket.gethostname()
+    final = only_result(tmp_path)
+    assert final["status"] == "ok" and len(final["history"]) == 2 and final["created_at"] == first["created_at"]
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_run_again_and_resume_agrees(tiny_data_root, tmp_path, monkeypatch):
+    from rece_bench import train
+
+    real_step, steps = train.train_step, []
+
+    def step(*args):
+        steps.append(1)
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(train, "train_step", step)
+    stopped = invoke(*run_args(tiny_data_root, tmp_path))
+    assert stopped.exit_code == 130 and "Traceback" not in stopped.output
+    assert "before the first checkpoint" in stopped.stdout and "run the same command again" in stopped.stdout
+    assert "--resume goes on" not in stopped.stdout
+    saved = only_result(tmp_path)
+    assert saved["status"] == "interrupted" and "before the first checkpoint" in saved["message"]
+    monkeypatch.setattr(train, "train_step", real_step)
+    one_line_error(invoke(*run_args(tiny_data_root, tmp_path), "--resume"),
+                   "nothing to resume", "stopped before its first checkpoint", "without --resume")  # fmt: skip
+    assert invoke(*run_args(tiny_data_root, tmp_path)).exit_code == 0
+
+
+def test_ctrl_c_after_a_checkpoint_says_resume_and_resume_goes_on(tiny_data_root, tiny_config, tmp_path):
+    interrupted_run(tiny_data_root, tmp_path, tiny_config)
+    assert "--resume goes on" in only_result(tmp_path)["message"]
+    resumed = invoke(*run_args(tiny_data_root, tmp_path), "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert only_result(tmp_path)["status"] == "ok"
+
+
+def test_resume_of_a_finished_run_says_where_its_result_is(tiny_data_root, tmp_path):
+    assert invoke(*run_args(tiny_data_root, tmp_path)).exit_code == 0
+    (path,) = (tmp_path / "runs").glob("*.json")
+    one_line_error(invoke(*run_args(tiny_data_root, tmp_path), "--resume"), "already finished (status ok)", str(path))
+    one_line_error(invoke(*run_args(tiny_data_root, tmp_path / "empty"), "--resume"),
+                   "nothing to resume: no run of this configuration")  # fmt: skip
+
+
+def _planted(results, tiny_data_root, **fields) -> dict:
+    """A finished tiny run's result file, rewritten as if it were still running with ``fields``."""
+    assert invoke(*run_args(tiny_data_root, results)).exit_code == 0
+    (path,) = (results / "runs").glob("*.json")
+    data = {**json.loads(path.read_text()), "status": "running", "metrics": {}, "valid_metrics": {}, **fields}
+    path.write_text(json.dumps(data))
+    return data
+
+
+def test_report_tells_running_from_killed_and_shows_every_run(tiny_data_root, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    cases = {"killed": (int(gone.stdout), host), "running": (os.getpid(), host), "elsewhere": (1, "another-host")}
+    for name, (pid, on) in cases.items():
+        _planted(tmp_path / name, tiny_data_root, pid=pid, host=on, process_start=None, epochs=0, history=[])
+    killed = invoke("report", "--format", "markdown", "--results-dir", tmp_path / "killed").stdout
+    assert "every run and its status" in killed and "| killed |" in killed and "no finished run" in killed
+    assert f"pid {gone.stdout.strip()} on {host}) ended before its first checkpoint: run it again" in killed
+    assert "| running |" in invoke("report", "--format", "markdown", "--results-dir", tmp_path / "running").stdout
+    assert "| running |" in invoke("report", "--format", "markdown", "--results-dir", tmp_path / "elsewhere").stdout
+    rows = json.loads(invoke("report", "--format", "json", "--results-dir", tmp_path / "killed").stdout)
+    assert [r["status"] for r in rows] == ["killed"] and rows[0]["pid"] == int(gone.stdout)
+
+
+def test_a_run_that_is_running_here_is_not_started_twice(tiny_data_root, tmp_path):
+    import os
+
+    _planted(tmp_path, tiny_data_root, pid=os.getpid(), process_start=None)
+    for extra in ([], ["--resume"]):
+        one_line_error(invoke(*run_args(tiny_data_root, tmp_path), *extra), "is already running", f"pid {os.getpid()}")
+
+
+def test_a_late_user_error_leaves_the_results_as_they_were(tiny_data_root, tiny_config, tmp_path, monkeypatch):
+    from rece_bench import train
+    from rece_bench.errors import UserError
+
+    def bad_input(*args):
+        raise UserError("n_negatives=64 exceeds the 63 items some user has not seen: choose n_negatives <= 63")
+
+    monkeypatch.setattr(train, "train_step", bad_input)
+    one_line_error(invoke(*run_args(tiny_data_root, tmp_path)), "n_negatives")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
+    monkeypatch.undo()
+    interrupted_run(tiny_data_root, tmp_path, tiny_config)
+    before = only_result(tmp_path)
+    monkeypatch.setattr(train, "train_step", bad_input)
+    one_line_error(invoke(*run_args(tiny_data_root, tmp_path), "--resume"), "n_negatives")
+    assert only_result(tmp_path) == before  # the interrupted result, as it was, still resumable
+
+
+def test_a_loss_that_blows_up_but_stays_finite_is_diverged(tiny_data_root, tiny_config, tmp_path):
+    from rece_bench.train import train_run
+
+    result = train_run(tiny_config(lr=10.0, epochs=4), tiny_data_root, tmp_path)
+    assert result.status == "diverged" and "over 10x the first step's" in result.message and "--lr" in result.message
+    assert result.metrics == {} and only_result(tmp_path)["status"] == "diverged"
