@@ -264,6 +264,8 @@ def test_ctrl_c_before_the_first_checkpoint_says_run_again_and_resume_agrees(tin
 def test_ctrl_c_after_a_checkpoint_says_resume_and_resume_goes_on(tiny_data_root, tiny_config, tmp_path):
     interrupted_run(tiny_data_root, tmp_path, tiny_config)
     assert "--resume goes on" in only_result(tmp_path)["message"]
+    report = invoke("report", "--results-dir", tmp_path, env={"COLUMNS": "250"})
+    assert report.exit_code == 0 and "every run and its status" in report.stdout and "interrupted" in report.stdout
     resumed = invoke(*run_args(tiny_data_root, tmp_path), "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert only_result(tmp_path)["status"] == "ok"
