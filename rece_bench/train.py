@@ -1,8 +1,10 @@
 """Training: one step (``train_step``) and a driver (``train_run``) with validation, early stopping and measurement.
 
 The measured window opens once the model, the optimiser and the data are built, as the authors measure it, and
-closes after the last epoch; it covers per-epoch validation. Every run ends in exactly one result file, whatever
-happens: ok, diverged (a NaN or inf loss), oom, or interrupted (Ctrl-C).
+closes after the last epoch; it covers per-epoch validation. Every run has exactly one result file
+(``results.RunRecord``): running from the first step, rewritten after each epoch's checkpoint, and finalised once,
+whatever happens: ok, over_budget, diverged (a NaN or inf loss, or a finite blow-up: ``check_not_diverging``), oom,
+or interrupted (Ctrl-C, SIGTERM). A process killed outright leaves it running, which the report shows as killed.
 
 Shape letters (B, L, D, N, C) as in ``docs/notation.md``.
 """
