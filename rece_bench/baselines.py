@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from rece_bench.evaluate import evaluate_popularity
-from rece_bench.results import RunResult, make_run_id, write_result
+from rece_bench.results import RunResult, ensure_results_root, make_run_id, write_result
 
 
 def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: int = 200) -> RunResult:
@@ -16,6 +16,7 @@ def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: i
     from rece_bench.data.loader import build_eval_set
     from rece_bench.data.store import read_dataset
 
+    ensure_results_root(results_root)
     started = time.perf_counter()
     prepared = read_dataset(data_root, dataset)
     num_items = int(prepared.meta["num_items"])

@@ -3,24 +3,32 @@
 A resumed run must end with exactly the metrics of an uninterrupted one, so the checkpoint holds everything that
 decides what comes next: weights, optimiser state, the early-stopping state, and every random generator's state
 (torch's global one drives dropout and the samplers; the batch order has its own). Files are written to a
-temporary name and renamed, so a kill during a save leaves the previous checkpoint intact.
+temporary name, synced and renamed, so a kill during a save leaves the previous checkpoint intact.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: they hold tensors (weights, optimiser state, the
+generators' states as byte tensors) and plain dicts, lists and numbers only, so loading one runs no code. A
+checkpoint that cannot be read is moved aside (kept for a look, never deleted) and the run says to start again.
+torch is imported inside the functions that need it, so that reading results (the report) can ask whether a
+run has a checkpoint without importing torch.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rece_bench.errors import UserError
+from rece_bench.io import DamagedFile, atomic_writer, read_torch, remove_stale_temporaries
 
 CHECKPOINTS_DIR = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 FORMAT = 2  # 2: SASRec's item table holds the C catalogue rows only (1 had a pad row first)
+LAST_KEYS = ("model", "optimizer", "state", "rng", "batch_rng")
+
+if TYPE_CHECKING:
+    import torch
 
 
 def checkpoint_dir(results_root: Path, run_id: str) -> Path:
@@ -28,15 +36,10 @@ def checkpoint_dir(results_root: Path, run_id: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    import torch
+
+    with atomic_writer(path) as handle:
+        torch.save(obj, handle)
 
 
 def save_last(folder: Path, payload: dict[str, Any]) -> None:
@@ -48,9 +51,38 @@ def save_best(folder: Path, model_state: dict[str, torch.Tensor]) -> None:
     atomic_torch_save(model_state, folder / BEST)
 
 
+def has_last(folder: Path) -> bool:
+    return (Path(folder) / LAST).is_file()
+
+
 def load_last(folder: Path) -> dict[str, Any] | None:
-    path = folder / LAST
-    return torch.load(path, weights_only=False) if path.exists() else None
+    """The last checkpoint, or None when there is none.
+
+    One of another format raises a UserError; a damaged one is moved aside and raises DamagedFile.
+    """
+    path = Path(folder) / LAST
+    if not path.exists():
+        return None
+    fix = "run again without --resume"
+    try:
+        payload = read_torch(path, fix)
+        if not isinstance(payload, dict):
+            raise DamagedFile(path, f"a {type(payload).__name__}, not a checkpoint", fix)
+        check_resumable(payload, folder)
+        missing = [key for key in LAST_KEYS if key not in payload]
+        if missing:
+            raise DamagedFile(path, f"no {', '.join(missing)} in it", fix)
+    except DamagedFile as exc:
+        aside = _move_aside(path)
+        raise DamagedFile(path, exc.why, f"the checkpoint is damaged and was kept as {aside.name}; {fix}") from None
+    return payload
+
+
+def _move_aside(path: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.replace(aside)
+    return aside
 
 
 def check_resumable(payload: dict[str, Any], folder: Path) -> None:
@@ -64,9 +96,16 @@ def check_resumable(payload: dict[str, Any], folder: Path) -> None:
 
 
 def load_best(folder: Path) -> dict[str, torch.Tensor]:
-    return torch.load(folder / BEST, weights_only=True)
+    return read_torch(Path(folder) / BEST, "the run's best weights are lost: run again without --resume")
 
 
 def discard_last(folder: Path) -> None:
-    """After a finished run only the best weights are kept."""
+    """After a finished run only the best weights are kept; so are temporaries of a save that was killed."""
     (folder / LAST).unlink(missing_ok=True)
+    clean_temporaries(folder)
+
+
+def clean_temporaries(folder: Path) -> None:
+    """Temporary files of saves whose process was killed (the checkpoints themselves are whole)."""
+    for name in (LAST, BEST):
+        remove_stale_temporaries(folder, name)

@@ -55,8 +55,10 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
     from rece_bench.baselines import popularity_run
     from rece_bench.budget.fit import train_within_budget
     from rece_bench.config import TrainConfig
+    from rece_bench.results import ensure_results_root
     from rece_bench.train import train_run
 
+    ensure_results_root(config.results_root)
     prepare_demo_data(config)
     runs = [DemoRun(popularity_run(DEMO_DATASET, config.data_root, config.results_root, config.max_len))]
     for loss in config.losses:

@@ -1,5 +1,9 @@
 """The Figure 4 analogue: NDCG@10 against peak memory (log scale) and against training time, one line per loss.
 
+The points of a loss are its Pareto front as the report chooses it, by *validation* NDCG@10 (the test set picks
+nothing); they are drawn at their *test* NDCG@10, so a line can fall where a larger configuration validated
+better but tested worse. The figure says so under its title.
+
 matplotlib is imported inside the functions, with the Agg backend (no display needed), so importing this module
 costs nothing. The PNG is written atomically.
 """
@@ -15,6 +19,10 @@ from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_bytes
 
 GIB, MIB = 2**30, 2**20
+FRONT_CAPTION = (
+    "Points: each loss's Pareto front, chosen by validation NDCG@10; drawn at test NDCG@10, which need not rise "
+    "along a front"
+)
 
 
 def fronts_figure(fronts: pd.DataFrame):
@@ -41,6 +49,7 @@ def fronts_figure(fronts: pd.DataFrame):
         memory_ax.set_xscale("log")
         _plain_ticks(memory_ax)
         _label(time_ax, f"{dataset}: NDCG@10 vs training time", "training time (s); point size: peak memory")
+    figure.suptitle(FRONT_CAPTION, fontsize="small")
     return figure
 
 

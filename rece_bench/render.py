@@ -26,7 +26,7 @@ TABLE_COLUMNS = ("dataset", "loss", *METRIC_COLUMNS, "peak", "train_time_s", "ep
 JSON_KEYS = (
     "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
     "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
-    "device", "params", "message",
+    "device", "params", "message", "pid", "host",
 )  # fmt: skip
 
 # ---------------------------------------------------------------- renderers
@@ -85,7 +85,8 @@ def rich_sections(sections: Sequence[Section]) -> list:
     for section in sections:
         table = Table(title=section.title, caption="; ".join(section.notes) or None)
         for i, column in enumerate(section.columns):
-            table.add_column(column, justify="left" if i == 0 or column == "configuration" else "right")
+            justify = "left" if i == 0 or column == "configuration" else "right"
+            table.add_column(column, justify=justify, overflow="fold")  # a narrow console folds, never cuts
         for row in section.rows:
             table.add_row(*[_styled(c, RICH_STYLE, escape) for c in row])
         tables.append(table)
@@ -111,7 +112,10 @@ def render_text(frame: pd.DataFrame, fmt: str, budget_bytes: int | None = None) 
         return to_json(frame)
     if fmt == "csv":
         buffer = io.StringIO()
-        frame.drop(columns=[c for c in ("history",) if c in frame]).to_csv(buffer, index=False)
+        rows = frame.drop(columns=[c for c in ("history",) if c in frame])
+        if "params" in rows:  # JSON, as in the result files, so that a reader can parse it back
+            rows = rows.assign(params=rows["params"].map(lambda p: json.dumps(p, sort_keys=True, default=str)))
+        rows.to_csv(buffer, index=False)
         return buffer.getvalue()
     if fmt == "markdown":
         return to_markdown_sections(report_sections(frame, budget_bytes))
@@ -143,7 +147,7 @@ def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
     table = Table(title=title)
     for column in TABLE_COLUMNS:
         numeric = column not in ("dataset", "loss", "status")
-        table.add_column(column, justify="right" if numeric else "left")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     if not frame.empty:
         for row in summary_table(frame).itertuples(index=False):
             style = None if row.status == "ok" else "yellow"

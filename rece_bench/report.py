@@ -2,9 +2,11 @@
 
 Runs of one configuration (every hyperparameter but the seed) are averaged over seeds. A configuration is picked
 by its *validation* NDCG@10 (test NDCG@10 where a run has none), the way a budget-bound user would pick it; the
-table shows its test metrics. The Pareto front of a loss keeps the configurations that beat every cheaper one
-(peak memory -> best NDCG@10), so the Table 2 row of a loss within a budget is the last point of its front under
-that budget. Only runs with status ok enter the tables; a loss that has runs but none that fits shows dashes.
+table shows its test metrics. The Pareto front of a loss keeps the configurations whose validation NDCG@10 beats
+every cheaper one's, so the Table 2 row of a loss within a budget is the last point of its front under that
+budget; their test NDCG@10 need not rise along the front. Only runs with status ok enter the tables; a loss that
+has runs but none that fits shows dashes, and when some run did not end ok, a last section lists every run of the
+dataset with its status (running, killed, interrupted, diverged, oom, over_budget) and message.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def table2(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses
             mine = mine[mine["peak_bytes"] <= budget_bytes]
         mine = mine[mine["score"].notna()]
         if mine.empty:
-            missing = "no run fits" if budget_bytes else "no finished run"
+            missing = "no run fits" if budget_bytes else "no finished run (see every run below)"
             rows.append({"dataset": dataset, "loss": loss, "config": missing})
         else:
             rows.append(mine.loc[mine["score"].idxmax()].to_dict())
@@ -249,20 +251,22 @@ def _count(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else str(int(value))
 
 
+FRONT_NOTE = (
+    "a front keeps each configuration whose validation NDCG@10 beats every cheaper one's (chosen without the test "
+    "set, as a user would); the test NDCG@10 shown beside it need not rise along the front"
+)
+
+
 def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
     rows = []
     for _, row in fronts[fronts["dataset"] == dataset].iterrows():
-        texts = (
-            row["loss"],
-            fmt_memory(row["peak_bytes"]),
-            fmt_number(row["ndcg@10"]),
-            fmt_seconds(row["train_time_s"]),
-        )
-        rows.append(tuple(Cell(text) for text in (*texts, row["config"])))
+        texts = (row["loss"], fmt_memory(row["peak_bytes"]), fmt_number(row["score"]), fmt_number(row["ndcg@10"]))
+        rows.append(tuple(Cell(text) for text in (*texts, fmt_seconds(row["train_time_s"]), row["config"])))
     return Section(
-        f"{dataset}: Pareto front of each loss, peak memory -> best NDCG@10",
-        ("loss", "peak", "NDCG@10", "train time (s)", "configuration"),
+        f"{dataset}: Pareto front of each loss, peak memory -> best validation NDCG@10",
+        ("loss", "peak", "valid NDCG@10", "test NDCG@10", "train time (s)", "configuration"),
         tuple(rows),
+        (FRONT_NOTE,),
     )
 
 
@@ -279,4 +283,29 @@ def report_sections(frame: pd.DataFrame, budget_bytes: int | None = None) -> lis
         for budget in [budget_bytes] if budget_bytes is not None else budgets_of(mine):
             sections.append(table2_section(configs, dataset, budget, losses))
         sections.append(front_section(fronts, dataset))
+        if (mine["status"] != "ok").any():
+            sections.append(runs_section(mine, dataset))
     return sections
+
+
+RUNS_NOTE = (
+    "only ok runs enter the tables above; running: its process is alive (or on another host, where it cannot be "
+    "checked); killed: its process ended without a final status"
+)
+
+
+def runs_section(frame: pd.DataFrame, dataset: str) -> Section:
+    """Every run of ``dataset`` with its status, shown when some did not end ok (nothing is left unsaid)."""
+    from rece_bench.errors import one_line
+
+    rows = []
+    for _, row in frame.sort_values(["loss", "created_at"], kind="stable").iterrows():
+        ndcg = row.get("ndcg@10")
+        texts = (row["loss"], config_label(row["params"]), str(row["seed"]), row["status"], _count(row["epochs"]))
+        rows.append(tuple(Cell(text) for text in (*texts, fmt_number(ndcg), one_line(row["message"]) or "-")))
+    return Section(
+        f"{dataset}: every run and its status",
+        ("loss", "configuration", "seed", "status", "epochs", "test NDCG@10", "message"),
+        tuple(rows),
+        (RUNS_NOTE,),
+    )

@@ -1,9 +1,20 @@
-"""Run results: one JSON file per run, written atomically, read back as rows for the report."""
+"""Run results: one JSON file per run, written atomically, read back as rows for the report.
+
+A run's file lives through ``RunRecord``: created when training starts (status ``running``, with the pid and host
+of the process), rewritten at each epoch end (the history so far), and finalised exactly once with the final
+status. A ``running`` file whose process is gone (same host, no such process, or another process under that pid)
+is shown as ``killed``; a ``running`` file written on another host stays ``running``, since its process cannot be
+checked from here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,10 +22,13 @@ from typing import Any
 
 from rece_bench import __version__
 from rece_bench.errors import UserError
-from rece_bench.io import atomic_write_json
+from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
 
-STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted")
+STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted", "running")  # what a result file holds
+FINAL_STATUSES = ("ok", "over_budget", "oom", "diverged")  # a run with one of these is over
+KILLED = "killed"  # never stored: how a running result whose process is gone is shown
 RUNS_DIR = "runs"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,9 @@ class RunResult:
     budget_bytes: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
+    pid: int | None = None  # the process that wrote the file, on ``host``; see ``shown_status``
+    host: str | None = None
+    process_start: str | None = None  # tells that process from a later one under the same pid (Linux)
     package_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -75,13 +92,177 @@ def write_result(results_root: Path, result: RunResult) -> Path:
     return path
 
 
-def read_results(results_root: Path) -> list[dict[str, Any]]:
-    """Every run result under ``results_root`` as a flat row, oldest first; unreadable files are skipped."""
-    rows = []
+@dataclass(frozen=True)
+class ResultSet:
+    """What ``load_results`` found: the rows it could read, and the files it could not (each with why)."""
+
+    rows: list[dict[str, Any]]
+    unreadable: list[DamagedFile]
+
+
+def load_results(results_root: Path) -> ResultSet:
+    """Every run result under ``results_root`` as a flat row, oldest first, and the files that are no result."""
+    rows, unreadable = [], []
     for path in sorted((Path(results_root) / RUNS_DIR).glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-            rows.append(RunResult(**data).to_row())
-        except (OSError, ValueError, TypeError):
+            result = read_result(path)
+        except DamagedFile as exc:
+            unreadable.append(exc)
             continue
-    return sorted(rows, key=lambda row: row["created_at"])
+        status, message = shown_status(result, results_root)
+        rows.append({**result.to_row(), "status": status, "message": message})
+    return ResultSet(sorted(rows, key=lambda row: row["created_at"]), unreadable)
+
+
+def read_results(results_root: Path) -> list[dict[str, Any]]:
+    """The rows of ``load_results``; a caller that must name the unreadable files uses ``load_results``."""
+    return load_results(results_root).rows
+
+
+_FIELD_TYPES = {"run_id": str, "dataset": str, "loss": str, "status": str, "params": dict, "metrics": dict}
+_FIELD_TYPES |= {"valid_metrics": dict, "history": list, "created_at": str, "pid": (int, type(None))}
+
+
+def read_result(path: Path) -> RunResult:
+    fix = "delete it or run that configuration again"
+    data = read_json(path, fix)
+    wrong = [key for key, kind in _FIELD_TYPES.items() if key in data and not isinstance(data[key], kind)]
+    if wrong:
+        raise DamagedFile(path, f"not a run result: {', '.join(wrong)} of the wrong type", fix)
+    try:
+        return RunResult(**data)
+    except (TypeError, ValueError) as exc:
+        raise DamagedFile(path, f"not a run result: {exc}", fix) from None
+
+
+def ensure_results_root(results_root: Path, folder: str = RUNS_DIR) -> None:
+    """Fail early, before any training, when results cannot be written under ``results_root/folder``; nothing is
+    created here (the first write makes the folders)."""
+    target = Path(results_root) / folder
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path(p.anchor or "."))
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    if problem:
+        raise UserError(f"cannot write results under {results_root}: {problem}: pass a writable --results-dir")
+
+
+# ---------------------------------------------------------------- one run's file from start to end
+
+
+def process_start(pid: int) -> str | None:
+    """Linux: the boot id and the start time of process ``pid``; None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": state is first, the start time 20th
+    return None if fields[0] == "Z" else f"{boot}/{fields[19]}"  # a zombie has ended
+
+
+def _process_gone(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's process: it exists
+    if started is None:  # nothing recorded to tell a later process under this pid apart
+        return False
+    return process_start(pid) != started
+
+
+def this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "process_start": process_start(pid)}
+
+
+def shown_status(result: RunResult, results_root: Path) -> tuple[str, str]:
+    """(status, message) as the report shows them: a running result whose process is gone is ``killed``."""
+    if result.status != "running" or result.pid is None or result.host != socket.gethostname():
+        return result.status, result.message
+    if not _process_gone(result.pid, result.process_start):
+        return result.status, result.message
+    from rece_bench.checkpoint import checkpoint_dir, has_last
+
+    where = f"its process (pid {result.pid} on {result.host}) ended"
+    if has_last(checkpoint_dir(results_root, result.run_id)):
+        return KILLED, f"{where} after epoch {result.epochs} without a final status: --resume continues it"
+    if result.epochs == 0:
+        return KILLED, f"{where} before its first checkpoint: run it again (without --resume)"
+    return KILLED, f"{where} after epoch {result.epochs}, and its checkpoint is gone: run it again"
+
+
+class RunRecord:
+    """The result file of one run, as one process writes it: ``start`` (status running, this process's pid and
+    host), ``update`` after each epoch, ``finish`` exactly once with the final status. ``abandon`` puts back the
+    file as it was found when the run stops with an error that is no status (bad input found late, a bug), so
+    such an error leaves the results as they were. Opening refuses a run whose process is alive on this host."""
+
+    def __init__(self, results_root: Path, run_id: str) -> None:
+        self.root, self.run_id = Path(results_root), run_id
+        self.path = result_path(self.root, run_id)
+        self.earlier = _earlier(self.path)
+        self._stage, self._created_at = "new", None
+        self._refuse_a_live_run()
+        remove_stale_temporaries(self.path.parent, self.path.name)  # of a write whose process was killed
+
+    def _refuse_a_live_run(self) -> None:
+        if self.earlier is None or shown_status(self.earlier, self.root)[0] != "running":
+            return
+        if self.earlier.host == socket.gethostname():
+            pid, since = self.earlier.pid, self.earlier.created_at
+            raise UserError(
+                f"run {self.run_id} is already running (pid {pid} on this host, since {since}): "
+                f"wait for it, or stop it (kill {pid}) and run again with --resume"
+            )
+        log.warning("run %s was left running on host %s; this run replaces it", self.run_id, self.earlier.host)
+
+    @property
+    def earlier_status(self) -> str | None:
+        return None if self.earlier is None else shown_status(self.earlier, self.root)[0]
+
+    def start(self, result: RunResult) -> None:
+        self._check("new", "start")
+        self._created_at = result.created_at
+        self._write(result, "running")
+
+    def update(self, result: RunResult) -> None:
+        self._check("running", "update")
+        self._write(result, "running")
+
+    def finish(self, result: RunResult) -> None:
+        self._check("running", "finish")
+        self._write(result, "finished")
+
+    def abandon(self) -> None:
+        if self._stage != "running":
+            return
+        self._stage = "abandoned"
+        if self.earlier is not None:
+            write_result(self.root, self.earlier)
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def _check(self, stage: str, what: str) -> None:
+        if self._stage != stage:
+            raise RuntimeError(f"result {self.run_id}: cannot {what} a result that is {self._stage}")
+
+    def _write(self, result: RunResult, stage: str) -> None:
+        stamped = dataclasses.replace(result, created_at=self._created_at, **this_process())
+        write_result(self.root, stamped)
+        self._stage = stage
+
+
+def _earlier(path: Path) -> RunResult | None:
+    """The result file a run finds at its start (None: none, or one that cannot be read, which it replaces)."""
+    if not path.exists():
+        return None
+    try:
+        return read_result(path)
+    except DamagedFile as exc:
+        log.warning("%s; this run replaces it", exc)
+        return None

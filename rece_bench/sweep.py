@@ -23,7 +23,7 @@ from rece_bench.budget.fit import catalogue_size, nothing_fits_result, train_wit
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
-from rece_bench.results import RunResult, read_results, write_result
+from rece_bench.results import RunResult, ensure_results_root, read_results, write_result
 
 log = logging.getLogger(__name__)
 FINAL_STATUSES = ("ok", "over_budget", "oom", "diverged")
@@ -152,6 +152,7 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every job of the grid that has no final result yet; a Ctrl-C stops after saving the running job."""
     progress = progress or _Quiet()
+    ensure_results_root(results_root)
     jobs = plan_jobs(config, None if config.budgets_bytes else catalogue_size(data_root, config.base.dataset))
     done = finished(read_results(results_root), config)
     todo = [job for job in jobs if job_identity(job, config) not in done]

@@ -1,8 +1,10 @@
 """Training: one step (``train_step``) and a driver (``train_run``) with validation, early stopping and measurement.
 
 The measured window opens once the model, the optimiser and the data are built, as the authors measure it, and
-closes after the last epoch; it covers per-epoch validation. Every run ends in exactly one result file, whatever
-happens: ok, diverged (a NaN or inf loss), oom, or interrupted (Ctrl-C).
+closes after the last epoch; it covers per-epoch validation. Every run has exactly one result file
+(``results.RunRecord``): running from the first step, rewritten after each epoch's checkpoint, and finalised once,
+whatever happens: ok, over_budget, diverged (a NaN or inf loss, or a finite blow-up: ``check_not_diverging``), oom,
+or interrupted (Ctrl-C, SIGTERM). A process killed outright leaves it running, which the report shows as killed.
 
 Shape letters (B, L, D, N, C) as in ``docs/notation.md``.
 """
@@ -18,10 +20,12 @@ from typing import Any, Protocol
 
 import torch
 
+from rece_bench import faults
 from rece_bench.checkpoint import (
-    check_resumable,
     checkpoint_dir,
+    clean_temporaries,
     discard_last,
+    has_last,
     load_best,
     load_last,
     save_best,
@@ -43,7 +47,7 @@ from rece_bench.losses import LossBatch, build_loss
 from rece_bench.losses.base import lookup
 from rece_bench.memory import Meter, PeakMemory
 from rece_bench.models.sasrec import SASRec, SASRecConfig
-from rece_bench.results import RunResult, make_run_id, write_result
+from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, make_run_id
 
 log = logging.getLogger(__name__)
 SELECTION_METRIC = "ndcg@10"
@@ -69,7 +73,22 @@ class _Silent:
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or inf."""
+    """The loss became NaN or inf, or an epoch's mean loss rose far above the untrained model's (see ``fit``)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; ``result`` (status interrupted) is saved and says how to go on."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+# An epoch whose mean loss is above this many times the run's first step loss (the untrained model's) diverged,
+# though it stayed finite. Healthy runs stay near their first step (measured on a small synthetic set: epoch means
+# at most 1.01x over 8 epochs, steps at most 1.05x, for every loss at learning rates 1e-3 to 1e-1); at --lr 10
+# epochs reach 250-500x with rubbish metrics, while 1e9 overflows to NaN at once.
+DIVERGED_LOSS_FACTOR = 10.0
 
 
 @dataclass
@@ -84,6 +103,7 @@ class TrainState:
     train_time_s: float = 0.0  # wall time so far, all sessions of a resumed run together
     peak_bytes: int | None = None  # the peak so far, all sessions together
     start_bytes: int | None = None
+    first_loss: float | None = None  # the first step's loss: the untrained model's, the yardstick of divergence
 
 
 @dataclass(frozen=True)
@@ -168,7 +188,10 @@ def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
     total, steps = 0.0, 0
     for batch in iterate_batches(run.data.train, run.config.batch_size, run.generator):
         value = train_step(run.model, run.loss_fn, run.optimizer, batch, run.device)
+        if run.state.first_loss is None:
+            run.state.first_loss = value
         meter.step_done()
+        faults.after_step()
         total, steps = total + value, steps + 1
         progress.step(value, meter.current_peak_bytes())
     return total / max(steps, 1)
@@ -201,6 +224,7 @@ class Run:
     state: TrainState = field(default_factory=TrainState)
     generator: torch.Generator = field(default_factory=torch.Generator)
     earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
+    record: RunRecord | None = None  # its result file (None: a run that is only measured)
 
     def checkpoint(self) -> None:
         save_last(self.folder, {
@@ -217,6 +241,14 @@ class Run:
         self.earlier_time_s = self.state.train_time_s
 
 
+def check_not_diverging(state: TrainState, train_loss: float) -> None:
+    """Raise Diverged when an epoch's mean loss is above DIVERGED_LOSS_FACTOR times the first step's."""
+    first = state.first_loss
+    if first is not None and first > 0 and train_loss > DIVERGED_LOSS_FACTOR * first:
+        factor = f"{DIVERGED_LOSS_FACTOR:g}x"
+        raise Diverged(f"mean loss {train_loss:.4g} is over {factor} the first step's {first:.4g} (try a lower --lr)")
+
+
 def fit(run: Run, meter: Meter, progress: Progress) -> None:
     """Epochs until ``config.epochs`` or ``config.patience`` epochs without a better validation NDCG@10.
 
@@ -229,6 +261,7 @@ def fit(run: Run, meter: Meter, progress: Progress) -> None:
     while state.epoch < config.epochs and state.bad_epochs < config.patience:
         started = time.perf_counter()
         train_loss = run_epoch(run, meter, progress)
+        check_not_diverging(state, train_loss)
         valid = evaluate_model(run.model, run.data.valid, run.device, chunking, step_done=meter.step_done)
         if end_of_epoch(state, valid, train_loss, time.perf_counter() - started):
             save_best(run.folder, run.model.state_dict())
@@ -238,6 +271,8 @@ def fit(run: Run, meter: Meter, progress: Progress) -> None:
         state.peak_bytes = max(state.peak_bytes or 0, meter.current_peak_bytes())
         state.start_bytes = meter.start_bytes
         run.checkpoint()
+        if run.record is not None:
+            run.record.update(result_of(run, "running", memory=_state_memory(state)))
         progress.epoch(state.epoch, train_loss, valid[SELECTION_METRIC])
 
 
@@ -261,8 +296,14 @@ def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> _Outcome:
             raise
         return _Outcome("oom", _oom_message(run.config, exc))
     except KeyboardInterrupt:
-        return _Outcome("interrupted", f"stopped by the user after epoch {run.state.epoch}: resume with --resume")
+        return _Outcome("interrupted", _interrupted_message(run))
     return _Outcome("ok", "")
+
+
+def _interrupted_message(run: Run) -> str:
+    if has_last(run.folder):
+        return f"stopped by the user after epoch {run.state.epoch}: the same command with --resume goes on"
+    return "stopped by the user before the first checkpoint (the end of epoch 1): run the same command again"
 
 
 def _oom_message(config: TrainConfig, exc: BaseException) -> str:
@@ -289,15 +330,31 @@ def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume
     data = load_run_data(data_root, config.dataset, config.max_len)
     folder = checkpoint_dir(results_root, run_id_of(config))
     run = build_run(config, data, folder)
-    payload = load_last(folder)
-    if resume and payload is None:
-        raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
     if resume:
-        check_resumable(payload, folder)
+        clean_temporaries(folder)  # of a save whose process was killed; the checkpoints themselves are whole
+        payload = load_last(folder)
+        if payload is None:
+            raise UserError(f"nothing to resume: no checkpoint under {folder}: run again without --resume")
         run.restore(payload)
     else:
         discard_last(folder)
     return run
+
+
+def check_resume(record: RunRecord, folder: Path) -> None:
+    """Before loading anything: refuse --resume of a finished run, or of one that never saved a checkpoint."""
+    status = record.earlier_status
+    if status in FINAL_STATUSES:
+        raise UserError(
+            f"run {record.run_id} already finished (status {status}): its result is {record.path}; "
+            "`rece-bench report` shows it, and the same command without --resume trains it again"
+        )
+    if not has_last(folder):
+        if status is None:
+            why = f"no run of this configuration under {record.root}"
+        else:
+            why = f"the run ({status}) stopped before its first checkpoint"
+        raise UserError(f"nothing to resume: {why}: run the same command again without --resume")
 
 
 def run_id_of(config: TrainConfig) -> str:
@@ -313,22 +370,38 @@ def train_run(
 ) -> RunResult:
     """Train SASRec with ``config.loss`` on a prepared dataset, test the best checkpoint, write the result.
 
-    Whatever happens, exactly one result file is written. A Ctrl-C is re-raised after the result (status
-    ``interrupted``) is saved; the last checkpoint stays for ``resume=True``.
+    The result file exists from the start of training (status running) and is finalised exactly once, whatever
+    happens: ok, over_budget (``config.budget_bytes`` exceeded), diverged, oom or interrupted. Bad input found
+    before training writes nothing. A Ctrl-C raises ``Interrupted`` once the result is saved; the last checkpoint
+    stays for ``resume=True``.
     """
     progress = progress or _Silent()
+    ensure_results_root(results_root)
+    record = RunRecord(results_root, run_id_of(config))
+    if resume:
+        check_resume(record, checkpoint_dir(results_root, record.run_id))
     run = prepare_run(config, data_root, results_root, resume)
+    run.record = record
+    record.start(result_of(run, "running", memory=_state_memory(run.state)))
+    try:
+        result = _train_and_test(run, progress)
+    except BaseException:
+        record.abandon()  # an error that is no status (bad input found late, a bug): the results as they were
+        raise
+    record.finish(result)
+    if result.status == "interrupted":
+        raise Interrupted(result)
+    discard_last(run.folder)  # only an interrupted run can go on; the best weights stay
+    return result
+
+
+def _train_and_test(run: Run, progress: Progress) -> RunResult:
+    config = run.config
     progress.start(config.epochs, batches_per_epoch(run.data.train, config.batch_size))
     meter = Meter(run.device, track=(run.model, run.optimizer), track_epochs=config.track_memory_epochs)
     session_started = time.perf_counter()
     outcome = _fit_guarded(run, meter, progress)
-    result = _finish(run, meter, outcome, time.perf_counter() - session_started)
-    write_result(results_root, result)
-    if outcome.status == "interrupted":
-        raise KeyboardInterrupt
-    if outcome.status == "ok":
-        discard_last(run.folder)
-    return result
+    return _finish(run, meter, outcome, time.perf_counter() - session_started)
 
 
 def _test_best(run: Run) -> tuple[dict[str, float], int | None]:
@@ -350,31 +423,54 @@ def _memory_fields(run: Run, meter: Meter) -> dict[str, Any]:
     return stats
 
 
+def _state_memory(state: TrainState) -> dict[str, Any]:
+    return {"peak_bytes": state.peak_bytes, "start_bytes": state.start_bytes}
+
+
 def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) -> RunResult:
-    config, state = run.config, run.state
-    ok = outcome.status == "ok" and state.best_epoch > 0
-    memory = _memory_fields(run, meter)
+    """The final result: test metrics of the best weights for an ok run, then the budget check."""
+    from rece_bench.budget.fit import within_budget
+
+    ok = outcome.status == "ok" and run.state.best_epoch > 0
     test_metrics, eval_peak_bytes = _test_best(run) if ok else ({}, None)
-    params = config.hyperparameters()
+    result = result_of(
+        run, outcome.status, outcome.message, _memory_fields(run, meter), test_metrics, eval_peak_bytes,
+        run.earlier_time_s + session_time_s,
+    )  # fmt: skip
+    return within_budget(result)
+
+
+def result_of(
+    run: Run,
+    status: str,
+    message: str = "",
+    memory: dict[str, Any] | None = None,
+    test_metrics: dict[str, float] | None = None,
+    eval_peak_bytes: int | None = None,
+    train_time_s: float | None = None,
+) -> RunResult:
+    """The run as a result row: so far (status running) or final."""
+    config, state, memory = run.config, run.state, memory or {}
+    ok = status == "ok" and state.best_epoch > 0
     return RunResult(
         run_id=run_id_of(config),
         dataset=config.dataset,
         loss=config.loss,
-        params=params,
+        params=config.hyperparameters(),
         seed=config.seed,
         device=str(run.device),
-        status=outcome.status,
-        metrics=test_metrics,
+        status=status,
+        metrics=test_metrics or {},
         valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
         peak_bytes=memory.get("peak_bytes"),
         start_bytes=memory.get("start_bytes"),
         memory_method=memory.get("memory_method"),
         device_peak_bytes=memory.get("device_peak_bytes"),
         eval_peak_bytes=eval_peak_bytes,
-        train_time_s=run.earlier_time_s + session_time_s,  # wall time, validation included
+        train_time_s=state.train_time_s if train_time_s is None else train_time_s,  # wall time, validation included
         epochs=state.epoch,
         best_epoch=state.best_epoch,
         budget_bytes=config.budget_bytes,
         history=state.history,
-        message=outcome.message,
+        message=message,
     )

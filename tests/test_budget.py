@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -9,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rece_bench.budget.choice import NothingFits, Probe, choose
-from rece_bench.budget.fit import mark_over_budget, train_within_budget
+from rece_bench.budget.fit import train_within_budget, within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, read_grid
 from rece_bench.budget.probe import Prober
 from rece_bench.budget.sizes import format_size, parse_size
@@ -143,24 +144,29 @@ def _fake_trainer(peak_bytes: int):
     return train
 
 
-def test_a_training_peak_above_the_budget_is_over_budget(tiny_data_root, tiny_config, tmp_path):
+def test_a_training_peak_above_the_budget_is_over_budget_written_once(
+    tiny_data_root, tiny_config, tmp_path, monkeypatch
+):
+    from rece_bench import results
+
+    statuses, real_write = [], results.write_result
+    monkeypatch.setattr(results, "write_result", lambda root, r: statuses.append(r.status) or real_write(root, r))
     probe = lambda c: Probe(c, 10 * c.batch_size, 0.2)  # noqa: E731
-    done = train_within_budget(
-        tiny_config(loss="ce"), 1000, tiny_data_root, tmp_path, probe=probe, trainer=_fake_trainer(2000)
-    )
+    done = train_within_budget(tiny_config(loss="ce", epochs=2), 1000, tiny_data_root, tmp_path, probe=probe)
     assert done.choice.candidate.batch_size == 64  # 640 B probed: the first that fits 950 B
     assert done.result.status == "over_budget" and "above the budget of 1 kB" in done.result.message
+    assert statuses == ["running", "running", "running", "over_budget"]  # start, 2 epochs, the final status once
     [row] = read_results(tmp_path)
     assert row["status"] == "over_budget" and row["budget_bytes"] == 1000 and row["params"]["batch_size"] == 64
-    assert done.probe_ratio == pytest.approx(done.choice.probe_time_s / 10.0)
+    assert done.probe_ratio == pytest.approx(done.choice.probe_time_s / done.result.train_time_s)
     record = json.loads((tmp_path / "budget" / f"{done.result.run_id}.json").read_text())
     assert record["chosen"] == {"batch_size": 64} and record["probed_peak_bytes"] == 640
 
 
-def test_a_peak_within_the_budget_stays_ok(tmp_path):
+def test_a_peak_within_the_budget_stays_ok():
     result = RunResult("r", "d", "ce", {}, 1, "cpu", "ok", peak_bytes=900, budget_bytes=1000)
-    assert mark_over_budget(result, tmp_path).status == "ok"
-    assert not (tmp_path / "runs").exists()
+    assert within_budget(result) is result
+    assert within_budget(dataclasses.replace(result, peak_bytes=1001)).status == "over_budget"
 
 
 def test_a_real_budgeted_run_fits_and_caches_its_probes(tiny_data_root, tiny_config, tmp_path):
@@ -241,7 +247,7 @@ def test_the_demo_fits_each_loss_to_its_budget(tmp_path):
         assert run.result.status == "ok" and run.result.peak_bytes <= 8 * 10**6
     titles = [s.title for s in report_sections(results_frame([run.result.to_row() for run in runs]))]
     assert titles == ["demo: Table 2, the best configuration of each loss within 8 MB (7.6 MiB)",
-                      "demo: Pareto front of each loss, peak memory -> best NDCG@10"]  # fmt: skip
+                      "demo: Pareto front of each loss, peak memory -> best validation NDCG@10"]  # fmt: skip
 
 
 @pytest.mark.parametrize("changed", ["loss", "model"])
@@ -256,3 +262,23 @@ def test_a_new_loss_or_model_revision_redoes_cached_probes(changed, tiny_data_ro
     revised = ReducedCrossEntropy if changed == "loss" else SASRec
     monkeypatch.setattr(revised, "revision", revised.revision + 1)
     assert not Prober(config, tiny_data_root, tmp_path)(candidate).cached  # measured again, not reused
+
+
+@pytest.mark.parametrize("text", ["", '{"peak_bytes": ', "[]", '{"peak_bytes": "lots"}'], ids=repr)
+def test_a_damaged_probe_cache_is_probed_again(text, tiny_data_root, tiny_config, tmp_path):
+    config = tiny_config(loss="ce", epochs=1)
+    candidate = Ladder({"batch_size": 16}, ()).candidates()[0]
+    first = Prober(config, tiny_data_root, tmp_path)(candidate)
+    (cache,) = (tmp_path / "probes").glob("*.json")
+    cache.write_text(text)
+    again = Prober(config, tiny_data_root, tmp_path)(candidate)
+    assert not again.cached and again.peak_bytes == first.peak_bytes
+    assert Prober(config, tiny_data_root, tmp_path)(candidate).cached  # the cache was written anew
+
+
+def test_a_grid_that_is_missing_or_not_toml_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"cannot read .*absent\.toml \(it is missing\): pass an existing TOML"):
+        read_grid(tmp_path / "absent.toml")
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UserError, match="not valid TOML"):
+        read_grid(tmp_path / "bin.toml")

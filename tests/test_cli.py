@@ -58,7 +58,7 @@ def _one_line_error(result, *needles):
 def test_bad_inputs_give_one_line_errors(tmp_path, tiny_data_root):
     results = tmp_path / "results"
     _one_line_error(_invoke("run", "--dataset", "nope", "--data-dir", tmp_path, "--results-dir", results),
-                    "not prepared", "rece-bench prepare nope")  # fmt: skip
+                    "not prepared", "rece-bench prepare synthetic --name nope")  # fmt: skip
     _one_line_error(_invoke("run", "--dataset", "tiny", "--batch-size", "-4", "--data-dir", tiny_data_root),
                     "batch_size", "-4")  # fmt: skip
     _one_line_error(_invoke("run", "--dataset", "tiny", "--loss", "softmax", "--data-dir", tiny_data_root),
@@ -108,5 +108,6 @@ def test_wrong_parameter_type_and_an_older_dataset_format_are_one_line_errors(tm
     meta_path = old_root / "tiny" / "meta.json"
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "format_version": 0}))
     result = _invoke("run", "--dataset", "tiny", "--data-dir", old_root, "--results-dir", tmp_path / "r")
-    _one_line_error(result, "format version 0", "rece-bench prepare tiny --force")
+    _one_line_error(result, "format version 0", "`rece-bench prepare synthetic --name tiny --users 300 --items 120 "
+                    f"--interactions 6000 --seed 3 --data-dir {old_root} --force`")  # fmt: skip
     assert not (tmp_path / "r" / "runs").exists()

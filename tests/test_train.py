@@ -8,6 +8,23 @@ from rece_bench.results import read_results
 from rece_bench.train import train_run
 
 
+class StopAfterEpoch:
+    """A progress that presses Ctrl-C at the end of epoch ``n`` (after its checkpoint)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def start(self, epochs, steps_per_epoch):
+        pass
+
+    def step(self, loss, peak_bytes):
+        pass
+
+    def epoch(self, epoch, train_loss, valid_ndcg):
+        if epoch == self.n:
+            raise KeyboardInterrupt
+
+
 def _result_files(results_root):
     return sorted((results_root / "runs").glob("*.json"))
 
@@ -44,20 +61,9 @@ def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
     config = tiny_config(loss=loss, loss_params=params)
     straight = train_run(config, tiny_data_root, tmp_path / "straight")
 
-    class StopAfterFirstEpoch:
-        def start(self, epochs, steps_per_epoch):
-            pass
-
-        def step(self, loss, peak_bytes):
-            pass
-
-        def epoch(self, epoch, train_loss, valid_ndcg):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     root = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        train_run(config, tiny_data_root, root, progress=StopAfterFirstEpoch())
+        train_run(config, tiny_data_root, root, progress=StopAfterEpoch(1))
     interrupted = read_results(root)
     assert [r["status"] for r in interrupted] == ["interrupted"] and interrupted[0]["epochs"] == 1
 
@@ -73,7 +79,8 @@ def test_resume_from_an_older_checkpoint_format_is_a_clear_error(tiny_data_root,
     from rece_bench.errors import UserError
 
     config = tiny_config()
-    train_run(config, tiny_data_root, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tiny_data_root, tmp_path, progress=StopAfterEpoch(1))
     last = checkpoint_dir(tmp_path, train_module.run_id_of(config)) / LAST
     torch.save({"model": {"item_emb.weight": torch.zeros(4, 16)}}, last)  # format 1: a pad row, no "format" key
     with pytest.raises(UserError, match="has format 1, this version resumes format 2: run again without --resume"):

@@ -19,7 +19,7 @@ from rece_bench.budget.sizes import format_size
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
 from rece_bench.memory import format_bytes
-from rece_bench.results import RunResult, write_result
+from rece_bench.results import RunResult, ensure_results_root
 
 CHOICES_DIR = "budget"
 
@@ -59,6 +59,7 @@ def train_within_budget(
     """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak."""
     from rece_bench.train import train_run
 
+    ensure_results_root(results_root)
     candidates = ladder_for(config.loss, grid).candidates()
     candidates = usable_candidates(
         config.loss, candidates, catalogue_size(data_root, config.dataset), config.loss_params
@@ -68,20 +69,18 @@ def train_within_budget(
     train_config = choice.candidate.apply(config, budget_bytes)
     cap_cuda_memory(train_config.device, budget_bytes)
     result = (trainer or train_run)(train_config, data_root, results_root, progress, resume=resume)
-    result = mark_over_budget(result, results_root)
     record_choice(results_root, result, choice)
     return BudgetedRun(result, choice)
 
 
-def mark_over_budget(result: RunResult, results_root: Path) -> RunResult:
-    """A finished run whose measured peak exceeds its budget becomes ``over_budget`` (the file is rewritten)."""
+def within_budget(result: RunResult) -> RunResult:
+    """The final check of a budgeted run, made by the trainer before it writes the final result (so the file gets
+    its final status once): an ok run whose measured peak exceeds its budget becomes ``over_budget``."""
     budget = result.budget_bytes
     if result.status != "ok" or budget is None or result.peak_bytes is None or result.peak_bytes <= budget:
         return result
     message = f"training peak {format_bytes(result.peak_bytes)} is above the budget of {format_size(budget)}"
-    result = dataclasses.replace(result, status="over_budget", message=message)
-    write_result(results_root, result)
-    return result
+    return dataclasses.replace(result, status="over_budget", message=message)
 
 
 def cap_cuda_memory(device: str, budget_bytes: int) -> None:

@@ -116,16 +116,9 @@ def ladder_for(loss: str, grid: Mapping[str, Ladder] | None = None) -> Ladder:
 
 def read_grid(path: Path) -> dict[str, Ladder]:
     """Ladders from TOML (Python 3.11+): ``[rece]`` with the start knobs and ``cuts = [{rounds = [4, 2, 1]}, ...]``."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise UserError("--grid needs Python 3.11 or later (tomllib)") from None
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UserError(f"cannot read grid {path}: {exc.strerror}: pass an existing TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"grid {path} is not valid TOML: {exc}") from None
+    from rece_bench.io import read_toml
+
+    data = read_toml(path, "pass an existing TOML file of ladders, e.g. [rece] batch_size = 128, rounds = 8")
     return {loss: _ladder_from_table(loss, table) for loss, table in data.items()}
 
 

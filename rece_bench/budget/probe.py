@@ -20,7 +20,7 @@ from typing import Any
 from rece_bench.budget.choice import Probe
 from rece_bench.budget.ladder import Candidate
 from rece_bench.config import TrainConfig
-from rece_bench.io import atomic_write_json
+from rece_bench.io import DamagedFile, atomic_write_json, read_json
 from rece_bench.memory import format_bytes
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ class Prober:
     def __call__(self, candidate: Candidate) -> Probe:
         config = candidate.apply(self.base, None)
         path = self._cache_path(config)
-        if path.exists():
-            cached = json.loads(path.read_text())
+        cached = _cached_peak(path)
+        if cached is not None:
             return Probe(candidate, cached["peak_bytes"], 0.0, cached=True)
         started = time.perf_counter()
         peak = measure_peak(config, self._run_data(), self.steps)
@@ -74,6 +74,22 @@ class Prober:
         blob = json.dumps(self._key(config), sort_keys=True, default=str)
         digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
         return self.results_root / PROBES_DIR / f"{config.dataset}-{config.loss}-{digest}.json"
+
+
+def _cached_peak(path: Path) -> dict[str, Any] | None:
+    """A cached probe, or None: none yet, or a damaged one (it is only a cache: the probe runs again)."""
+    if not path.exists():
+        return None
+    try:
+        cached = read_json(path, "it is probed again")
+    except DamagedFile as exc:
+        log.warning("%s", exc)
+        return None
+    peak = cached.get("peak_bytes", "missing")
+    if peak is not None and (isinstance(peak, bool) or not isinstance(peak, int)):
+        log.warning("cannot read %s (peak_bytes %r): it is probed again", path, peak)
+        return None
+    return cached
 
 
 def _device_name(device: str) -> str:

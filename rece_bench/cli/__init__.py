@@ -7,6 +7,7 @@ No command module imports torch at module level, so ``rece-bench --help`` stays 
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
@@ -21,11 +22,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from rece_bench import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _startup() -> None:
+def _startup(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
     """Benchmark RECE and other losses for SASRec: quality, peak memory and training time."""
+    from rece_bench.cli.common import fit_console_to_output
     from rece_bench.memory import keep_freed_memory
 
+    fit_console_to_output()
     if os.environ.get("RECE_BENCH_KEEP_FREED_MEMORY") == "1":  # opt-in: faster CPU steps, more resident memory
         keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
 

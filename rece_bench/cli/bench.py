@@ -41,8 +41,10 @@ def bench_step(
     from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
     from rece_bench.io import atomic_write_json
     from rece_bench.paths import data_root, results_root
+    from rece_bench.results import ensure_results_root
 
     with user_errors():
+        ensure_results_root(results_root(results_dir), "bench-step")
         configs = tuple(parse_loss_config(c) for c in config or DEFAULT_CONFIGS)
         bench = StepBenchConfig(
             dataset=dataset, data_root=data_root(data_dir), configs=configs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -92,11 +92,16 @@ def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, res
     with RichTrainingProgress(config.loss) as progress, sigterm_as_interrupt():
         try:
             return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
-        except KeyboardInterrupt:
-            console.print(
-                "[yellow]interrupted:[/] saved with status 'interrupted'; the same command with --resume goes on"
-            )
-            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt as exc:
+            _say_interrupted(exc)
+
+
+def _say_interrupted(exc: KeyboardInterrupt) -> NoReturn:
+    """What the saved result says about going on (a Ctrl-C outside training saved nothing new)."""
+    result = getattr(exc, "result", None)
+    saved = f"saved with status interrupted: {result.message}" if result is not None else "nothing new was saved"
+    console.print(f"[yellow]interrupted:[/] {saved}", highlight=False)
+    raise typer.Exit(code=130) from None
 
 
 def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, dataset: str, loss: str) -> dict:
@@ -111,7 +116,7 @@ def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, d
         from rece_bench.paths import data_root
         from rece_bench.presets import paper_preset
 
-        chosen = paper_preset(read_meta(data_root(data_dir), dataset)["dataset"], loss)
+        chosen = paper_preset(read_meta(data_root(data_dir), dataset).get("dataset", dataset), loss)
         params = chosen.pop("loss_params")
         fields.update(chosen)
     fields.update({key: value for key, value in given.items() if value is not None and key != "loss_params"})
@@ -200,9 +205,8 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
             done = train_within_budget(
                 config, budget_bytes, data_root(data_dir), results_root(results_dir), progress, resume, ladders
             )
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted:[/] saved with status 'interrupted'; add --resume to go on")
-            raise typer.Exit(code=130) from None
+        except KeyboardInterrupt as exc:
+            _say_interrupted(exc)
     choice, result = done.choice, done.result
     console.print(
         f"budget {format_size(budget_bytes)}: chose {choice.candidate.label()} (probed peak "
@@ -243,14 +247,16 @@ def report(
     from rece_bench.paths import results_root
     from rece_bench.render import FORMATS, render_text, rich_sections, rich_table
     from rece_bench.report import report_sections, results_frame
-    from rece_bench.results import read_results
+    from rece_bench.results import load_results
 
     with user_errors():
         if fmt not in FORMATS:
             raise UserError(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
         budget_bytes = _parse_budget(budget)
         root = results_root(results_dir)
-        frame = results_frame(read_results(root), dataset)
+        found = load_results(root)
+        _warn_unreadable(found.unreadable)
+        frame = results_frame(found.rows, dataset)
         if frame.empty and fmt in ("table", "markdown", "latex"):
             console.print(f"no results under {root}: run `rece-bench run` or `rece-bench sweep` first")
             return
@@ -267,6 +273,17 @@ def report(
             typer.echo(render_text(frame, fmt, budget_bytes), nl=False)
     if plot is not None:  # on stderr unless the report is the Rich table: stdout stays machine-readable
         (console if fmt == "table" else err_console).print(f"plot written to {plot}", highlight=False)
+
+
+def _warn_unreadable(damaged: list, shown: int = 5) -> None:
+    """On stderr: how many result files could not be read, each named with why (a count past ``shown``)."""
+    if not damaged:
+        return
+    err_console.print(f"[yellow]warning:[/] {len(damaged)} result file(s) could not be read and are left out:")
+    for exc in damaged[:shown]:
+        err_console.print(f"  {exc.path}: {exc.why}", highlight=False, soft_wrap=True)
+    if len(damaged) > shown:
+        err_console.print(f"  ... and {len(damaged) - shown} more", highlight=False)
 
 
 def _parse_budget(budget: str | None) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +20,21 @@ from rich.console import Console
 
 from rece_bench.errors import UserError
 
-# Piped or captured output has no terminal width; Rich would assume 80 columns and cut the result tables with
-# ellipses, so such output gets room for a full table row instead.
+# Piped or captured output has no terminal width; Rich would assume 80 columns, so such output gets room for a full
+# table row instead, unless COLUMNS says otherwise. Tables fold what does not fit rather than cut it.
 PIPED_WIDTH = 160
 console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err_console = Console(stderr=True)
+
+
+def fit_console_to_output() -> None:
+    """The width of this invocation's output: COLUMNS when set, else the terminal's, else PIPED_WIDTH."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = int(columns)
+    else:
+        console.width = None if sys.stdout.isatty() else PIPED_WIDTH  # None: Rich asks the terminal
+
 
 DataDirOption = Annotated[
     Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime

@@ -176,12 +176,18 @@ def datasets(data_dir: DataDirOption = None) -> None:
     from rece_bench.paths import data_root
 
     root = data_root(data_dir)
-    table = Table(title=f"datasets (data root {root})")
-    for column in ("name", "source", "raw formats", "split", "users", "items", "interactions", "prepared"):
-        table.add_column(column, justify="right" if column in ("users", "items", "interactions") else "left")
+    # Two tables, so that the numbers fit 80 columns whole; the long sources fold in the second one.
+    counts = Table(title=f"datasets (data root {root})")
+    for column in ("name", "split", "users", "items", "interactions", "prepared"):
+        counts.add_column(column, justify="right" if column in ("users", "items", "interactions") else "left")
+    sources = Table(title="where each comes from")
+    for column in ("name", "raw formats", "source"):
+        sources.add_column(column, overflow="fold")
     for card in DATASETS.values():
         paper = card.paper
-        counts = ["-"] * 3 if paper is None else [f"{paper.users:,}", f"{paper.items:,}", f"{paper.interactions:,}"]
+        numbers = ["-"] * 3 if paper is None else [f"{paper.users:,}", f"{paper.items:,}", f"{paper.interactions:,}"]
         prepared = "yes" if dataset_exists(root, card.name) else "no"
-        table.add_row(card.name, card.source, ", ".join(card.raw_formats) or "-", card.split, *counts, prepared)
-    console.print(table)
+        counts.add_row(card.name, card.split, *numbers, prepared)
+        sources.add_row(card.name, ", ".join(card.raw_formats) or "-", card.source)
+    console.print(counts)
+    console.print(sources)

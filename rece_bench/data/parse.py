@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rece_bench.errors import UserError
+from rece_bench.errors import UserError, one_line
 
 GZIP_MAGIC = b"\x1f\x8b"
 WRONG_FORMAT_AFTER = 100  # this many malformed lines before the first good one: the file is not this format
@@ -116,12 +116,6 @@ def _code(codes: dict[str, int], key: str) -> int:
     if code is None:
         code = codes[key] = len(codes)
     return code
-
-
-def one_line(text: object, limit: int = 200) -> str:
-    """``text`` fit for a one-line message: control characters become spaces, long text is cut."""
-    cleaned = "".join(c if c.isprintable() else " " for c in str(text))
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
 def _wrong_format(path: Path, fmt: str, why: str | None) -> UserError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,11 +73,40 @@ class PrepareConfig:
             known = ", ".join(card.raw_formats) or "none"
             raise UserError(f"{self.dataset} has no raw format {self.raw_format!r}: choose one of {known}")
         SplitConfig(self.split or card.split)  # validates the name
-        dataset_path(self.data_root, self.output_name)  # validates the name
+        dataset_path(self.data_root, self.output_name, option="--name")  # validates the name
 
     @property
     def output_name(self) -> str:
         return self.name or self.dataset
+
+    def command(self) -> str:
+        """The command line that prepares this again, less --data-dir (meta.json keeps it for the hint when the
+        data is damaged; the hint adds the data root the dataset is found under, wherever it was moved)."""
+        args = ["rece-bench", "prepare", self.dataset]
+        options = {
+            "--name": self.name, "--raw": self.raw_path, "--format": self.raw_format, "--split": self.split,
+            "--file": self.custom and self.custom.file,
+        }  # fmt: skip
+        if self.custom is not None:
+            columns = self.custom.columns
+            options |= {"--user-col": columns.user, "--item-col": columns.item, "--time-col": columns.time}
+        if self.synthetic is not None:
+            spec = self.synthetic
+            options |= {"--users": spec.users, "--items": spec.items, "--interactions": spec.interactions}
+            options |= {"--seed": spec.seed, "--like": spec.like}
+        for flag, value in options.items():
+            if value is not None:
+                args += [flag, str(value)]
+        return shlex.join([*args, *_filter_flags(self.filter), *(["--strict"] if self.strict else [])])
+
+
+def _filter_flags(chosen: FilterConfig | None) -> list[str]:
+    if chosen is None:
+        return []
+    if not chosen.enabled:
+        return ["--no-filter"]
+    flags = ["--min-item-users", str(chosen.min_item_users), "--min-user-items", str(chosen.min_user_items)]
+    return flags + (["--k-core"] if chosen.iterative else [])
 
 
 @dataclass(frozen=True)
@@ -204,6 +234,7 @@ def _meta(
 
     return {
         "dataset": card.name,
+        "command": config.command(),
         "source": source.description,
         "raw_format": source.parsed.format,
         "raw_sha256": source.raw_sha256,

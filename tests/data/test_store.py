@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -60,7 +61,10 @@ def test_a_failed_write_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monke
 
 
 def test_missing_and_old_datasets_say_what_to_run(tmp_path):
-    with pytest.raises(UserError, match=r"dataset toy is not prepared under .*: run `rece-bench prepare toy`"):
+    with pytest.raises(UserError, match=r"dataset gowalla is not prepared under .*: run `rece-bench prepare gowalla "):
+        store.read_dataset(tmp_path, "gowalla")
+    # a name that is no dataset card: `prepare toy` would fail, so the hint says how to make one of that name
+    with pytest.raises(UserError, match=r"`rece-bench prepare synthetic --name toy .*` or `rece-bench prepare custom"):
         store.read_dataset(tmp_path, "toy")
     path = write(tmp_path)
     meta = json.loads((path / "meta.json").read_text())
@@ -69,3 +73,47 @@ def test_missing_and_old_datasets_say_what_to_run(tmp_path):
         store.read_dataset(tmp_path, "toy")
     with pytest.raises(UserError, match="plain folder name"):
         store.read_dataset(tmp_path, "../x")
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:100]), "train.parquet"),
+        (lambda path: path.write_bytes(b""), "train.parquet"),
+        (lambda path: path.unlink(), "it is missing"),
+        (lambda path: pd.DataFrame({"x": [1]}).to_parquet(path), "no column user_id, item_id, timestamp"),
+    ],
+    ids=["truncated", "empty", "missing", "other-columns"],
+)
+def test_a_damaged_split_is_a_one_line_error_naming_the_file_and_the_fix(tmp_path, damage, why):
+    path = write(tmp_path)
+    damage(path / "train.parquet")
+    with pytest.raises(UserError) as caught:
+        store.read_dataset(tmp_path, "toy")
+    message = str(caught.value)
+    assert "\n" not in message and str(path / "train.parquet") in message and why in message
+    assert "prepare it again: `rece-bench prepare DATASET --name toy" in message  # no command recorded here
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1, 2]", '"meta"', '{"format_version": 1}'], ids=repr)
+def test_a_damaged_meta_json_is_a_one_line_error(tmp_path, text):
+    path = write(tmp_path)
+    (path / "meta.json").write_text(text)
+    with pytest.raises(UserError, match=r"cannot read .*meta\.json \(.*\): prepare it again"):
+        store.read_meta(tmp_path, "toy")
+
+
+def test_the_hint_repeats_the_recorded_prepare_command(tmp_path):
+    meta = {"num_items": 2, "command": "rece-bench prepare synthetic --users 9 --name toy"}
+    path = store.write_dataset(tmp_path, "toy", splits(), ["u"], ["a", "b"], meta)
+    (path / "valid.parquet").write_bytes(b"PAR1")
+    expected = f"prepare it again: `rece-bench prepare synthetic --users 9 --name toy --data-dir {tmp_path} --force`"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        store.read_dataset(tmp_path, "toy")
+
+
+def test_a_name_that_is_no_folder_names_the_option_that_gave_it(tmp_path):
+    with pytest.raises(UserError, match="pass --dataset with"):
+        store.read_meta(tmp_path, "../evil")
+    with pytest.raises(UserError, match="pass --name with"):
+        store.write_dataset(tmp_path, "../evil", splits(), ["u"], ["a", "b"], {"num_items": 2})
