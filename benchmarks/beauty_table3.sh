@@ -6,20 +6,21 @@
 # Long: start it detached, e.g.  setsid nohup benchmarks/beauty_table3.sh /work/beauty > /work/beauty/log.txt 2>&1 &
 #
 # CONFIG picks the configuration:
-#   cpu (default): what converges in about two hours on ONE thread of a shared 2-core CPU. The authors' SASRec
-#       (d 256, 2 blocks, 1 head, dropout 0.5, Adam 1e-3, patience 10) with maxlen 20, batch 256;
-#       RECE n_ec 3, r 8, n_b from the formula; CE (and SCE) on the same model. Epochs are capped (RECE_EPOCHS,
-#       CE_EPOCHS, and DEADLINE for the runs after the first) so the whole job ends on time; the table says whether
-#       each run stopped by patience (converged) or by the cap.
+#   cpu (default): what can run to a stop in about two hours on ONE thread of a shared 2-core CPU. The authors'
+#       SASRec (d 256, 2 blocks, 1 head, dropout 0.5, Adam 1e-3, patience 10) with maxlen 20, batch 256 (87 steps an
+#       epoch); RECE n_ec 3, r 8, n_b from the formula; CE (and SCE) on the same model. Epochs are capped
+#       (RECE_EPOCHS, CE_EPOCHS, and DEADLINE for the runs after the first) so the whole job ends on time; the table
+#       says whether each run stopped by patience (converged) or by the cap.
 #   paper: the authors' configuration, `--preset paper` (batch 4096, n_b 907, n_ec 8, r 64, maxlen 200), up to
-#       300 epochs, CE at the same model size and batch. Needs a GPU or a day: on the 2-core CPU one epoch (5 steps)
-#       took over 5 minutes at maxlen 50, and maxlen 200 needs about 4x the 6 GB peak measured at maxlen 50.
+#       300 epochs, CE at the same model size and batch. Needs a GPU or days: on the 2-core CPU, even at maxlen 50,
+#       its first epoch (5 steps, under memory tracking) had not ended after 524 s, with a 5.9 GB tensor peak;
+#       maxlen 200 needs about 4x that, more than the 23 GB machine has.
 # Why the cpu defaults (2026-12-02, one thread, 3-5 other jobs on the 2 cores): a step at batch 256, maxlen 50 took
-#   about 2-3.3 s (CE) and 2.4-4 s (RECE 3, 8): 4-6 min an epoch with validation, about 12 epochs an hour. At maxlen 20
-#   the steps took about 0.9-1.9 s (CE) and 1.7-1.9 s (RECE 3, 8): about 25 epochs an hour. maxlen 20 keeps the whole
-#   training sequence of 96% of the users (89% of the training positions; maxlen 50: 99.4% and 97.4%). RECE (8, 64)
-#   took 8 s a step at batch 256, maxlen 50, four times CE: it cannot converge in the time. The lead can rerun
-#   with CONFIG=paper or MAX_LEN=50 where time allows.
+#   about 2-3.3 s (CE) and 2.4-4 s (RECE 3, 8): 4-6 min an epoch with validation, about 12 epochs an hour. At maxlen
+#   20 the steps took about 0.9-1.9 s (CE) and 1.7-1.9 s (RECE 3, 8), and a whole RECE epoch with validation 166-170 s
+#   (the first, under memory tracking, 198 s): about 21 an hour. maxlen 20 keeps the whole training sequence of 96% of
+#   the users (89% of the training positions; maxlen 50: 99.4% and 97.4%). RECE (8, 64) took 8 s a step at batch 256,
+#   maxlen 50, four times CE: it cannot converge in the time. Rerun with CONFIG=paper or MAX_LEN=50 where time allows.
 #
 # Other knobs (env): THREADS (1), LOSSES (rece ce, plus sce when registered), MAX_LEN, BATCH, PATIENCE (10),
 #   RECE_PARAMS ("-p n_extra_chunks=3 -p rounds=8"), SCE_PARAMS (""), RECE_EPOCHS (28), CE_EPOCHS (40),
@@ -64,7 +65,7 @@ DEADLINE_S=$([ -n "${DEADLINE:-}" ] && date -d "$DEADLINE" +%s || echo "")
 
 echo "beauty_table3: CONFIG=$CONFIG THREADS=$THREADS LOSSES='$LOSSES' maxlen $MAX_LEN batch $BATCH patience $PATIENCE"
 echo "  RECE: $RECE_PARAMS (up to $RECE_EPOCHS epochs); others up to $CE_EPOCHS epochs; deadline ${DEADLINE:-none}"
-echo "  started $(date -u +%FT%TZ) on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  started $(date -u +%FT%TZ) on $(nproc --all) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 [ -f "$DATA/beauty/meta.json" ] || "$RB" prepare beauty --raw "$RAW" --data-dir "$DATA"
 
@@ -106,7 +107,8 @@ patience = int(sys.argv[2])
 print("| loss | configuration | NDCG@10 ± s.e. | HR@10 ± s.e. | paper NDCG@10 / HR@10 | difference in s.e. "
       "(NDCG, HR) | epochs (best) | stopped by | train time |")
 print("|---|---|---|---|---|---|---|---|---|")
-for run in sorted(runs, key=lambda r: ("rece", "sce", "ce").index(r["loss"]) if r["loss"] in ("rece", "sce", "ce") else 9):
+ORDER = ("rece", "sce", "ce")
+for run in sorted(runs, key=lambda r: ORDER.index(r["loss"]) if r["loss"] in ORDER else len(ORDER)):
     p, m = run["params"], run.get("metrics", {})
     knobs = ", ".join(f"{k.removeprefix('loss.')} {v}" for k, v in p.items() if k.startswith("loss."))
     config = f"d {p['dim']}, maxlen {p['max_len']}, batch {p['batch_size']}" + (f", {knobs}" if knobs else "")
