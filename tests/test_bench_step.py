@@ -42,3 +42,30 @@ def test_the_table_shows_each_median_with_its_spread():
     with console.capture() as captured:
         console.print(step_table([row]))
     assert "2.00 (1.50-2.50)" in captured.get()
+
+
+def test_the_command_saves_each_row_as_it_lands(tiny_data_root, tmp_path, monkeypatch):
+    """A bench-step stopped by a time limit (benchmarks/gpu_check.sh) keeps the rows it finished."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import rece_bench.bench_step as bench_step
+    from rece_bench.cli import app
+
+    real = bench_step.bench_one
+    calls = []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(args[4])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a SIGINT from `timeout` would land
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench_step, "bench_one", stop_at_the_second)
+    args = ["bench-step", "--dataset", "tiny", "--config", "ce", "--config", "rece:rounds=2", "--batch-size", "16",
+            "--max-len", "12", "--steps", "1", "--data-dir", tiny_data_root, "--results-dir", tmp_path]  # fmt: skip
+    CliRunner().invoke(app, [str(a) for a in args])
+    saved = list((tmp_path / "bench-step").glob("tiny-*.json"))
+    assert len(saved) == 1
+    assert [row["loss"] for row in json.loads(saved[0].read_text())] == ["ce"]

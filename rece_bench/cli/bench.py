@@ -50,10 +50,17 @@ def bench_step(
             dataset=dataset, data_root=data_root(data_dir), configs=configs,
             batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed, device=check_device(device),
         )  # fmt: skip
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        path = results_root(results_dir) / "bench-step" / f"{dataset}-{stamp}.json"
+        done = []
+
+        def save(row, status) -> None:  # after every row, so a run stopped by a time limit keeps what it measured
+            done.append(row)
+            atomic_write_json(path, [r.to_dict() for r in done])
+            status.update(f"done: {row.loss} {row.params}")
+
         with console.status("benchmarking steps...") as status:
-            rows = run_step_benchmark(bench, on_row=lambda row: status.update(f"done: {row.loss} {row.params}"))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    atomic_write_json(results_root(results_dir) / "bench-step" / f"{dataset}-{stamp}.json", [r.to_dict() for r in rows])
+            rows = run_step_benchmark(bench, on_row=lambda row: save(row, status))
     console.print(step_table(rows))
 
 
