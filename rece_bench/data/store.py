@@ -9,6 +9,7 @@ that makes the dataset again (``meta.json`` keeps the command that made it).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import tempfile
@@ -96,7 +97,8 @@ def write_dataset(
     if target.exists() and not force:
         raise UserError(f"dataset {name} already exists at {target}: pass --force to prepare it again")
     ensure_writable_root(target.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
+    remove_abandoned_staging(target.parent, name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; a dataset is as readable as any folder
         frames = {key: splits[key] for key in SPLIT_FILES}
@@ -108,6 +110,25 @@ def write_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def remove_abandoned_staging(parent: Path, name: str) -> None:
+    """Staging folders of ``name`` (``.<name>.<pid>.<random>.tmp``) whose process is gone: a prepare killed mid-write
+    (``kill -9``) leaves one behind, and the next prepare of that name removes it. A live process's is kept."""
+    for stale in Path(parent).glob(f".{name}.*.tmp"):
+        pid = stale.name[len(name) + 2 :].split(".")[0]
+        if stale.is_dir() and pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import pandas as pd
@@ -58,6 +59,22 @@ def test_a_failed_write_leaves_nothing_and_keeps_the_old_dataset(tmp_path, monke
         write(tmp_path, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
     assert store.read_dataset(tmp_path, "toy").train.shape == (2, 3)
+
+
+def test_a_staging_folder_of_a_killed_prepare_goes_with_the_next_prepare(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # a process that has ended: its pid is free (reuse within the test is unlikely)
+    abandoned = tmp_path / f".toy.{dead_pid}.x1.tmp"
+    live = tmp_path / f".toy.{os.getpid()}.x2.tmp"  # as if another prepare of this process were writing it
+    other = tmp_path / f".other.{dead_pid}.x3.tmp"
+    for folder in (abandoned, live, other):
+        folder.mkdir()
+        (folder / "train.parquet").write_bytes(b"half")
+    write(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["toy", live.name, other.name])
 
 
 def test_missing_and_old_datasets_say_what_to_run(tmp_path):
