@@ -113,10 +113,20 @@ class RunData:
     test: EvalSet
     num_items: int
     item_counts: torch.Tensor  # (C,) long: interactions per item in the training split (0-based columns)
+    dataset: str
+    max_len: int
+    prepared_at: str | None = None  # meta.json's created_at: budget probes are cached per preparation
 
     def loss_inputs(self) -> dict[str, Any]:
         """What a loss may ask for in ``data_inputs`` (see ``losses.base.DATA_INPUTS``)."""
         return {"item_counts": self.item_counts}
+
+    def check_serves(self, config: TrainConfig) -> None:
+        if (self.dataset, self.max_len) != (config.dataset, config.max_len):
+            raise ValueError(
+                f"data of {self.dataset!r} at max_len {self.max_len} given to a run of {config.dataset!r} "
+                f"at max_len {config.max_len}"
+            )
 
 
 def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
@@ -131,6 +141,9 @@ def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
         test=build_eval_set(prepared.test, max_len),
         num_items=num_items,
         item_counts=torch.bincount(items, minlength=num_items),
+        dataset=dataset,
+        max_len=max_len,
+        prepared_at=prepared.meta.get("created_at"),
     )
 
 
@@ -325,9 +338,13 @@ def build_run(config: TrainConfig, data: RunData, folder: Path | None = None) ->
     return run
 
 
-def prepare_run(config: TrainConfig, data_root: Path, results_root: Path, resume: bool) -> Run:
-    """Load the data and build the run; restore the last checkpoint when resuming."""
-    data = load_run_data(data_root, config.dataset, config.max_len)
+def prepare_run(
+    config: TrainConfig, data_root: Path | None, results_root: Path, resume: bool, data: RunData | None = None
+) -> Run:
+    """Load the data (unless ``data`` is given) and build the run; restore the last checkpoint when resuming."""
+    if data is None:
+        data = load_run_data(data_root, config.dataset, config.max_len)
+    data.check_serves(config)
     folder = checkpoint_dir(results_root, run_id_of(config))
     run = build_run(config, data, folder)
     if resume:
@@ -363,13 +380,15 @@ def run_id_of(config: TrainConfig) -> str:
 
 def train_run(
     config: TrainConfig,
-    data_root: Path,
+    data_root: Path | None,
     results_root: Path,
     progress: Progress | None = None,
     resume: bool = False,
+    data: RunData | None = None,
 ) -> RunResult:
     """Train SASRec with ``config.loss`` on a prepared dataset, test the best checkpoint, write the result.
 
+    The dataset is read from ``data_root``, or taken as loaded from ``data`` (then ``data_root`` may be None).
     The result file exists from the start of training (status running) and is finalised exactly once, whatever
     happens: ok, over_budget (``config.budget_bytes`` exceeded), diverged, oom or interrupted. Bad input found
     before training writes nothing. A Ctrl-C raises ``Interrupted`` once the result is saved; the last checkpoint
@@ -380,7 +399,7 @@ def train_run(
     record = RunRecord(results_root, run_id_of(config))
     if resume:
         check_resume(record, checkpoint_dir(results_root, record.run_id))
-    run = prepare_run(config, data_root, results_root, resume)
+    run = prepare_run(config, data_root, results_root, resume, data)
     run.record = record
     record.start(result_of(run, "running", memory=_state_memory(run.state)))
     try:

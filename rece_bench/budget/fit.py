@@ -8,6 +8,7 @@ budget makes the run ``over_budget``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ Trainer = Callable[..., RunResult]
 def train_within_budget(
     config: TrainConfig,
     budget_bytes: int,
-    data_root: Path,
+    data_root: Path | None,
     results_root: Path,
     progress=None,
     resume: bool = False,
@@ -55,20 +56,25 @@ def train_within_budget(
     probe: Callable[[Candidate], Probe] | None = None,
     trainer: Trainer | None = None,
     headroom_fraction: float = 0.05,
+    data=None,
 ) -> BudgetedRun:
-    """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak."""
+    """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak.
+
+    ``data``: the run data already loaded (``train.RunData``), for the probes and the default trainer; then
+    ``data_root`` may be None. A given ``trainer`` is called as ``train_run`` is, without ``data``.
+    """
     from rece_bench.train import train_run
 
     ensure_results_root(results_root)
+    num_items = data.num_items if data is not None else catalogue_size(data_root, config.dataset)
     candidates = ladder_for(config.loss, grid).candidates()
-    candidates = usable_candidates(
-        config.loss, candidates, catalogue_size(data_root, config.dataset), config.loss_params
-    )
-    probe = probe or Prober(config, data_root, results_root)
+    candidates = usable_candidates(config.loss, candidates, num_items, config.loss_params)
+    probe = probe or Prober(config, data_root, results_root, data=data)
     choice = choose(config.loss, candidates, budget_bytes, probe, headroom_fraction)
     train_config = choice.candidate.apply(config, budget_bytes)
     cap_cuda_memory(train_config.device, budget_bytes)
-    result = (trainer or train_run)(train_config, data_root, results_root, progress, resume=resume)
+    trainer = trainer or functools.partial(train_run, data=data)
+    result = trainer(train_config, data_root, results_root, progress, resume=resume)
     record_choice(results_root, result, choice)
     return BudgetedRun(result, choice)
 

@@ -31,9 +31,13 @@ PROBES_DIR = "probes"
 class Prober:
     """Measures candidates of one base configuration on its device, with an on-disk cache under the results."""
 
-    def __init__(self, base: TrainConfig, data_root: Path, results_root: Path, steps: int = 1) -> None:
-        self.base, self.data_root, self.results_root, self.steps = base, Path(data_root), Path(results_root), steps
-        self._data = None
+    def __init__(
+        self, base: TrainConfig, data_root: Path | None, results_root: Path, steps: int = 1, data=None
+    ) -> None:
+        """``data``: the run data already loaded (``train.RunData``); then ``data_root`` may be None."""
+        self.base, self.results_root, self.steps = base, Path(results_root), steps
+        self.data_root = Path(data_root) if data_root is not None else None
+        self._data = data
 
     def __call__(self, candidate: Candidate) -> Probe:
         config = candidate.apply(self.base, None)
@@ -63,8 +67,12 @@ class Prober:
 
         params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
         params.pop("budget_bytes", None)
+        if self._data is not None:
+            prepared_at = self._data.prepared_at
+        else:
+            prepared_at = read_meta(self.data_root, config.dataset).get("created_at")
         return {
-            "dataset": config.dataset, "prepared_at": read_meta(self.data_root, config.dataset).get("created_at"),
+            "dataset": config.dataset, "prepared_at": prepared_at,
             "loss": config.loss, "params": params, "device": _device_name(config.device), "steps": self.steps,
             "eval_chunking": [config.eval_users_chunk, config.eval_items_chunk], "version": __version__,
             "loss_revision": lookup(config.loss).revision, "model_revision": SASRec.revision,
