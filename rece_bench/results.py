@@ -24,8 +24,9 @@ from rece_bench import __version__
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
 
-STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted", "running")  # what a result file holds
-FINAL_STATUSES = ("ok", "over_budget", "oom", "diverged")  # a run with one of these is over
+# failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
+STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted", "running", "failed")  # what a result file holds
+FINAL_STATUSES = ("ok", "over_budget", "oom", "diverged", "failed")  # a run with one of these is over
 KILLED = "killed"  # never stored: how a running result whose process is gone is shown
 RUNS_DIR = "runs"
 log = logging.getLogger(__name__)
