@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rece_bench.errors import UserError
 
@@ -48,7 +49,7 @@ ResultsDirOption = Annotated[
 
 def fail(message: str) -> NoReturn:
     """Print a one-line error and leave with exit code 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # '.[ray]' stays
     raise typer.Exit(code=2)
 
 
