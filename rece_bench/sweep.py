@@ -2,17 +2,19 @@
 
 With budgets, each job trains the preferred configuration of its loss that fits its budget (``budget``). Without
 budgets, each job trains one candidate of the loss's ladder: the whole grid. A job is done when a result file with
-a final status (ok, over_budget, oom, diverged) matches it: the same dataset, loss, seed, budget and every
-hyperparameter the budget does not choose. A restarted sweep runs only what is missing, and a job left
-``interrupted`` resumes from its last checkpoint. On CUDA, ``workers`` processes run jobs side by side, one per GPU;
-on CPU jobs run one after another.
+a final status (ok, over_budget, oom, diverged, failed) matches it: the same dataset, loss, seed, budget and every
+hyperparameter the budget does not choose. A restarted sweep runs only what is missing, whichever engine ran it.
+
+Engines: ``LocalEngine`` runs the jobs one after another in this process, and a job left ``interrupted`` resumes
+from its last checkpoint. ``sweep_ray.RayEngine`` runs them as Ray tasks, on one machine or a cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,8 @@ from rece_bench.budget.fit import catalogue_size, nothing_fits_result, train_wit
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
-from rece_bench.results import RunResult, ensure_results_root, read_results, write_result
+from rece_bench.results import FINAL_STATUSES, RunResult, ensure_results_root, read_results, write_result
 
-log = logging.getLogger(__name__)
-FINAL_STATUSES = ("ok", "over_budget", "oom", "diverged")
 PAPER_SEEDS = (1235, 37, 2451)
 
 
@@ -39,15 +39,12 @@ class SweepConfig:
     budgets_bytes: tuple[int, ...] = ()
     seeds: tuple[int, ...] = (PAPER_SEEDS[0],)
     grid: Mapping[str, Ladder] = field(default_factory=dict)
-    workers: int = 1
 
     def __post_init__(self) -> None:
         if not self.losses:
             raise UserError("a sweep needs at least one loss: pass --loss ce --loss rece ...")
         if not self.seeds:
             raise UserError("a sweep needs at least one seed: pass --seeds 1")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise UserError(f"workers must be a positive integer, got {self.workers!r}: pass --workers 1")
         for loss in self.losses:
             ladder_for(loss, self.grid)  # an unknown loss fails here, before any training
         object.__setattr__(self, "losses", tuple(dict.fromkeys(self.losses)))
@@ -116,8 +113,27 @@ def finished(rows: Sequence[dict[str, Any]], config: SweepConfig) -> set[str]:
     return done
 
 
+def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
+    """The result of a job that could not finish (its task raised, or its worker kept dying): status failed.
+
+    It carries the job's own configuration (under a budget, the base one: nothing was chosen), so the restart
+    rule counts the job as done; delete the file to run it again.
+    """
+    from rece_bench.train import run_id_of
+
+    train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
+    return RunResult(
+        run_id=run_id_of(train_config), dataset=train_config.dataset, loss=job.loss,
+        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device, status="failed",
+        budget_bytes=job.budget_bytes, message=message,
+    )  # fmt: skip
+
+
 class SweepProgress(Protocol):
-    """What a sweep reports; it is also the training progress of the job that runs (``train.Progress``)."""
+    """What a sweep reports; it is also the training progress of the job that runs (``train.Progress``).
+
+    ``job_started`` comes when a job is handed out; with the Ray engine several jobs run at once, and no training
+    progress comes from them."""
 
     def begin(self, total: int, skipped: int) -> None: ...
     def job_started(self, job: Job) -> None: ...
@@ -136,10 +152,45 @@ class _Quiet:
 class SweepSummary:
     planned: int
     skipped: int
-    results: tuple[RunResult, ...]
+    runs: tuple[tuple[Job, RunResult], ...]  # the jobs run now with their results, in the order they finished
+    wall_time_s: float = 0.0
+
+    @property
+    def results(self) -> tuple[RunResult, ...]:
+        return tuple(result for _, result in self.runs)
 
 
-Trainer = Callable[..., RunResult]
+Trainer = Callable[..., RunResult]  # called as train.train_run is, ``data`` included
+ProbeFor = Callable[[TrainConfig], Callable]
+
+
+class Engine(Protocol):
+    """Runs the jobs a sweep still misses; returns (job, result) pairs as they finish, every result written.
+
+    ``ready`` comes first, only when there are jobs to run: it checks and connects what the engine needs, so that
+    bad input fails before the sweep begins; ``run`` is called inside it."""
+
+    def ready(self, config: SweepConfig) -> contextlib.AbstractContextManager[object]: ...
+
+    def run(
+        self, todo: Sequence[Job], config: SweepConfig, data_root: Path, results_root: Path, progress: SweepProgress,
+        trainer: Trainer | None = None, probe_for: ProbeFor | None = None,
+    ) -> list[tuple[Job, RunResult]]: ...  # fmt: skip
+
+
+class LocalEngine:
+    """One job after another in this process; a Ctrl-C stops after saving the running job (``interrupted``)."""
+
+    def ready(self, config: SweepConfig) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def run(self, todo, config, data_root, results_root, progress, trainer=None, probe_for=None):
+        runs = []
+        for job in todo:
+            progress.job_started(job)
+            runs.append((job, run_job(job, config, data_root, results_root, progress, trainer, probe_for)))
+            progress.job_done(*runs[-1])
+        return runs
 
 
 def run_sweep(
@@ -148,46 +199,46 @@ def run_sweep(
     results_root: Path,
     progress: SweepProgress | None = None,
     trainer: Trainer | None = None,
-    probe_for: Callable[[TrainConfig], Callable] | None = None,
+    probe_for: ProbeFor | None = None,
+    engine: Engine | None = None,
 ) -> SweepSummary:
-    """Run every job of the grid that has no final result yet; a Ctrl-C stops after saving the running job."""
+    """Run every job of the grid that has no final result yet, on ``engine`` (default: ``LocalEngine``)."""
     progress = progress or _Quiet()
+    started = time.perf_counter()
     ensure_results_root(results_root)
     jobs = plan_jobs(config, None if config.budgets_bytes else catalogue_size(data_root, config.base.dataset))
     done = finished(read_results(results_root), config)
     todo = [job for job in jobs if job_identity(job, config) not in done]
-    progress.begin(len(jobs), len(jobs) - len(todo))
-    if config.workers > 1:
-        check_workers(config.workers, config.base.device)
-        results = run_parallel(todo, config, data_root, results_root, progress)
-    else:
-        results = []
-        for job in todo:
-            progress.job_started(job)
-            results.append(run_job(job, config, data_root, results_root, progress, trainer, probe_for))
-            progress.job_done(job, results[-1])
-    return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(results))
+    engine = engine or LocalEngine()
+    with engine.ready(config) if todo else contextlib.nullcontext():
+        progress.begin(len(jobs), len(jobs) - len(todo))
+        runs = engine.run(todo, config, data_root, results_root, progress, trainer, probe_for) if todo else []
+    return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
 
 
 def run_job(
     job: Job,
     config: SweepConfig,
-    data_root: Path,
+    data_root: Path | None,
     results_root: Path,
     progress=None,
     trainer: Trainer | None = None,
-    probe_for: Callable[[TrainConfig], Callable] | None = None,
+    probe_for: ProbeFor | None = None,
+    data=None,
 ) -> RunResult:
-    """Train one job (choosing its configuration first under a budget); resume it when a checkpoint is left."""
+    """Train one job (choosing its configuration first under a budget); resume it when a checkpoint is left.
+
+    ``data``: the dataset already loaded (``train.RunData``); then ``data_root`` may be None.
+    """
     train_config = job.config(config.base)
-    resuming = _resuming(trainer)
+    resuming = _resuming(trainer, data)
     if job.budget_bytes is None:
         return resuming(train_config, data_root, results_root, progress)
     probe = probe_for(train_config) if probe_for is not None else None
     try:
         return train_within_budget(
             train_config, job.budget_bytes, data_root, results_root, progress, grid=config.grid, probe=probe,
-            trainer=resuming,
+            trainer=resuming, data=data,
         ).result  # fmt: skip
     except NothingFits as exc:
         result = nothing_fits_result(train_config, job.budget_bytes, exc)
@@ -195,74 +246,13 @@ def run_job(
         return result
 
 
-def _resuming(trainer: Trainer | None) -> Trainer:
+def _resuming(trainer: Trainer | None, data=None) -> Trainer:
     """The trainer, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
     from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.train import run_id_of, train_run
 
-    def train(config: TrainConfig, data_root: Path, results_root: Path, progress=None, resume: bool = False):
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
         resume = resume or (checkpoint_dir(results_root, run_id_of(config)) / LAST).exists()
-        return (trainer or train_run)(config, data_root, results_root, progress, resume=resume)
+        return (trainer or train_run)(config, data_root, results_root, progress, resume=resume, data=data)
 
     return train
-
-
-# ---------------------------------------------------------------- several GPUs
-
-
-def check_workers(workers: int, device: str) -> None:
-    """Several workers need as many GPUs; on CPU the jobs run one after another."""
-    if workers == 1:
-        return
-    import torch
-
-    if not device.startswith("cuda"):
-        raise UserError(f"--workers {workers} runs one job per GPU, but the device is {device}: use --workers 1")
-    available = torch.cuda.device_count()
-    if workers > available:
-        raise UserError(f"--workers {workers} asks for {workers} GPUs but {available} are visible: use --workers 1")
-
-
-def run_parallel(todo: list[Job], config: SweepConfig, data_root: Path, results_root: Path, progress) -> list:
-    """One process per GPU, each running its share of the jobs on ``cuda:i``; results arrive as they finish."""
-    import multiprocessing
-    import queue
-
-    context = multiprocessing.get_context("spawn")
-    events = context.Queue()
-    shards = [(todo[i :: config.workers], f"cuda:{i}") for i in range(config.workers)]
-    workers = [
-        context.Process(target=_worker, args=(shard, config, device, data_root, results_root, events))
-        for shard, device in shards
-        if shard
-    ]
-    for worker in workers:
-        worker.start()
-    results, remaining = [], len(todo)
-    while remaining and (any(w.is_alive() for w in workers) or not events.empty()):
-        try:
-            kind, job, payload = events.get(timeout=5)
-        except queue.Empty:
-            continue
-        if kind == "started":
-            progress.job_started(job)
-            continue
-        remaining -= 1
-        if kind == "done":
-            results.append(payload)
-            progress.job_done(job, payload)
-        else:
-            log.error("job %s failed: %s", job.label(), payload)
-    for worker in workers:
-        worker.join()
-    return results
-
-
-def _worker(jobs: list[Job], config: SweepConfig, device: str, data_root, results_root, events) -> None:
-    config = dataclasses.replace(config, base=dataclasses.replace(config.base, device=device), workers=1)
-    for job in jobs:
-        events.put(("started", job, None))
-        try:
-            events.put(("done", job, run_job(job, config, data_root, results_root)))
-        except Exception as exc:  # one failed job must not stop the other jobs of this GPU
-            events.put(("failed", job, f"{type(exc).__name__}: {exc}"))
