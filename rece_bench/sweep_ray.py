@@ -199,7 +199,7 @@ def collect(ray, ref, job: Job, config: SweepConfig, results_root: Path, retries
         result, files = ray.get(ref)
     except ray.exceptions.RayError as exc:  # the tasks this driver cancels are never collected
         message = error_summary(ray, exc, retries)
-        log.error("job %s failed: %s", job.label(), message)
+        log.info("job %s failed: %s", job.label(), message)  # the result says it; the CLI shows it
         result = failed_result(job, config, message)
         write_result(results_root, result)
         return result

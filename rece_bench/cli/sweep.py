@@ -198,12 +198,12 @@ def sweep(
             base=base, losses=tuple(loss), budgets_bytes=tuple(parse_size(b) for b in budget or []),
             seeds=paper_seeds(seeds), grid=read_grid(grid) if grid is not None else {},
         )  # fmt: skip
-        with RichSweepProgress() as progress:
-            try:
+        try:
+            with RichSweepProgress() as progress:
                 summary = run_sweep(config, data_root(data_dir), results_root(results_dir), progress, engine=runner)
-            except KeyboardInterrupt:
-                console.print("[yellow]interrupted:[/] the same command goes on with what is missing")
-                raise typer.Exit(code=130) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted:[/] the same command goes on with what is missing")
+            raise typer.Exit(code=130) from None
     if summary.runs:
         console.print(summary_table(summary))
     failed = sum(result.status == "failed" for result in summary.results)
