@@ -39,7 +39,6 @@ class RichSweepProgress:
         )
         self._jobs = self._epochs = self._steps = None
         self._skipped = self._started = self._done = self._failed = 0
-        self._last_done_s = 0.0
 
     def __enter__(self) -> RichSweepProgress:
         self._progress.__enter__()
@@ -79,8 +78,8 @@ class RichSweepProgress:
         self._progress.update(self._jobs, info=counts + before)
 
     def start(self, epochs: int, steps_per_epoch: int) -> None:
-        self._epochs = self._progress.add_task("  epochs", total=epochs, info="", done=0, last_done_s=0.0)
-        self._steps = self._progress.add_task("  steps", total=steps_per_epoch, info="", done=0, last_done_s=0.0)
+        self._epochs = self._progress.add_task("  epochs", total=epochs, info="")
+        self._steps = self._progress.add_task("  steps", total=steps_per_epoch, info="")
 
     def step(self, loss: float, peak_bytes: int) -> None:
         from rece_bench.memory import format_bytes
