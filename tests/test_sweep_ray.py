@@ -105,8 +105,10 @@ def _files(root: Path) -> dict[str, dict]:
 
 
 def _same_run(local: dict, remote: dict) -> None:
-    timing = ("train_time_s", "created_at", "history")
-    assert {k: v for k, v in local.items() if k not in timing} == {k: v for k, v in remote.items() if k not in timing}
+    when_and_where = ("train_time_s", "created_at", "history", "pid", "host", "process_start")
+    assert {k: v for k, v in local.items() if k not in when_and_where} == {
+        k: v for k, v in remote.items() if k not in when_and_where
+    }
     assert [(h["epoch"], h["loss"], h["valid_ndcg@10"]) for h in local["history"]] == [
         (h["epoch"], h["loss"], h["valid_ndcg@10"]) for h in remote["history"]
     ]
