@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
 import socket
 import tempfile
 from collections import deque
@@ -36,6 +38,7 @@ from rece_bench.sweep import Job, SweepConfig, failed_result, run_job
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install "rece-bench[ray]")'
 CONNECT_TIMEOUT_S = 10.0
+JOB_DIR_PREFIX = "rece-bench-job-"  # a task's temporary results root: rece-bench-job-<worker pid>-<random>
 
 
 @dataclass(frozen=True)
@@ -244,12 +247,32 @@ def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], thre
     import torch
 
     torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory(prefix="rece-bench-job-") as tmp:
+    remove_orphans(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-") as tmp:
         root = Path(tmp)
         for relative, text in probes.items():
             atomic_write_text(root / relative, text)
         result = run_job(job, config, None, root, trainer=trainer, probe_for=probe_for, data=data)
         return result, written_files(root, seeded=set(probes))
+
+
+def remove_orphans(tmp: Path) -> None:
+    """The folders of tasks whose worker process died on this node: a kill skips their clean-up, and each can hold
+    checkpoints of a model and its Adam state. A folder is named after its worker's pid; a live pid is left alone."""
+    for folder in tmp.glob(f"{JOB_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(JOB_DIR_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def written_files(root: Path, seeded: set[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from rece_bench.cli import app
 from rece_bench.config import TrainConfig
 from rece_bench.results import RunResult, read_results, write_result
 from rece_bench.sweep import SweepConfig, run_sweep
-from rece_bench.sweep_ray import RayEngine
+from rece_bench.sweep_ray import JOB_DIR_PREFIX, RayEngine
 
 ray = pytest.importorskip("ray")
 log = logging.getLogger(__name__)
@@ -185,6 +186,17 @@ def test_a_job_whose_worker_dies_is_retried_and_recorded_once(local_ray, tiny_da
     assert sorted(trainer.attempts()) == ["bce-32", "ce-16", "ce-16", "ce-32"]
     assert [r.status for r in summary.results] == ["ok"] * 3
     assert len(list((tmp_path / "r" / "runs").glob("*.json"))) == 3
+    orphans = [p for p in Path(tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}*") if not _alive_folder(p)]
+    assert not orphans  # the retry's task removed the dead worker's folder
+
+
+def _alive_folder(folder: Path) -> bool:
+    pid = int(folder.name.removeprefix(JOB_DIR_PREFIX).split("-")[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_job_that_keeps_failing_is_recorded_failed_and_the_others_finish(local_ray, tiny_data_root, tmp_path):
