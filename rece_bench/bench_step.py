@@ -23,7 +23,8 @@ from rece_bench.config import TrainConfig, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.memory import PeakMemory
-from rece_bench.train import build_run, load_run_data, loss_inputs, train_step
+from rece_bench.run import build_run
+from rece_bench.train import load_run_data, loss_inputs, train_step
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
     It carries the job's own configuration (under a budget, the base one: nothing was chosen), so the restart
     rule counts the job as done; delete the file to run it again.
     """
-    from rece_bench.train import run_id_of
+    from rece_bench.run import run_id_of
 
     train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
     return RunResult(
@@ -228,7 +228,7 @@ def run_job(
 ) -> RunResult:
     """Train one job (choosing its configuration first under a budget); resume it when a checkpoint is left.
 
-    ``data``: the dataset already loaded (``train.RunData``); then ``data_root`` may be None.
+    ``data``: the dataset already loaded (``data.loader.RunData``); then ``data_root`` may be None.
     """
     train_config = job.config(config.base)
     resuming = _resuming(trainer, data)
@@ -249,7 +249,8 @@ def run_job(
 def _resuming(trainer: Trainer | None, data=None) -> Trainer:
     """The trainer, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
     from rece_bench.checkpoint import LAST, checkpoint_dir
-    from rece_bench.train import run_id_of, train_run
+    from rece_bench.run import run_id_of
+    from rece_bench.train import train_run
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
         resume = resume or (checkpoint_dir(results_root, run_id_of(config)) / LAST).exists()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,28 +29,31 @@ from rece_bench.checkpoint import (
     load_best,
     load_last,
     save_best,
-    save_last,
 )
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import (
-    EvalSet,
+    RunData,
     TrainBatch,
-    TrainSequences,
     batches_per_epoch,
-    build_eval_set,
-    build_train_sequences,
     iterate_batches,
+    load_run_data,
 )
 from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
-from rece_bench.losses import LossBatch, build_loss
-from rece_bench.losses.base import lookup
+from rece_bench.losses import LossBatch
 from rece_bench.memory import Meter, PeakMemory
-from rece_bench.models.sasrec import SASRec, SASRecConfig
-from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, make_run_id
+from rece_bench.models.sasrec import SASRec
+from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root
+from rece_bench.run import (
+    SELECTION_METRIC,
+    Run,
+    TrainState,
+    build_run,
+    result_of,
+    run_id_of,
+)
 
 log = logging.getLogger(__name__)
-SELECTION_METRIC = "ndcg@10"
 
 
 class Progress(Protocol):
@@ -91,62 +94,6 @@ class Interrupted(KeyboardInterrupt):
 DIVERGED_LOSS_FACTOR = 10.0
 
 
-@dataclass
-class TrainState:
-    """What the driver carries from epoch to epoch (and what a checkpoint restores)."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_score: float = -math.inf
-    bad_epochs: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    train_time_s: float = 0.0  # wall time so far, all sessions of a resumed run together
-    peak_bytes: int | None = None  # the peak so far, all sessions together
-    start_bytes: int | None = None
-    first_loss: float | None = None  # the first step's loss: the untrained model's, the yardstick of divergence
-
-
-@dataclass(frozen=True)
-class RunData:
-    train: TrainSequences
-    valid: EvalSet
-    test: EvalSet
-    num_items: int
-    item_counts: torch.Tensor  # (C,) long: interactions per item in the training split (0-based columns)
-    dataset: str
-    max_len: int
-    prepared_at: str | None = None  # meta.json's created_at: budget probes are cached per preparation
-
-    def loss_inputs(self) -> dict[str, Any]:
-        """What a loss may ask for in ``data_inputs`` (see ``losses.base.DATA_INPUTS``)."""
-        return {"item_counts": self.item_counts}
-
-    def check_serves(self, config: TrainConfig) -> None:
-        if (self.dataset, self.max_len) != (config.dataset, config.max_len):
-            raise ValueError(
-                f"data of {self.dataset!r} at max_len {self.max_len} given to a run of {config.dataset!r} "
-                f"at max_len {config.max_len}"
-            )
-
-
-def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
-    from rece_bench.data.store import read_dataset
-
-    prepared = read_dataset(data_root, dataset)
-    num_items = int(prepared.meta["num_items"])
-    items = torch.from_numpy(prepared.train["item_id"].to_numpy(dtype="int64", copy=True)) - 1  # 0-based
-    return RunData(
-        train=build_train_sequences(prepared.train, max_len),
-        valid=build_eval_set(prepared.valid, max_len),
-        test=build_eval_set(prepared.test, max_len),
-        num_items=num_items,
-        item_counts=torch.bincount(items, minlength=num_items),
-        dataset=dataset,
-        max_len=max_len,
-        prepared_at=prepared.meta.get("created_at"),
-    )
-
-
 def loss_inputs(model: SASRec, batch: TrainBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """Hidden states of the non-pad positions, their 0-based targets, and what samplers need."""
     inputs = batch.inputs.to(device)
@@ -170,30 +117,6 @@ def train_step(
     loss.backward()
     optimizer.step()
     return value
-
-
-def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch.device):
-    """SASRec of ``config``'s shape and its Adam (the paper's betas)."""
-    model_config = SASRecConfig(
-        num_items=num_items,
-        max_len=config.max_len,
-        dim=config.dim,
-        n_blocks=config.n_blocks,
-        n_heads=config.n_heads,
-        dropout=config.dropout,
-    )
-    model = SASRec(model_config).to(device)
-    # The fused kernel does the same update in one pass over each tensor, several times faster than the default
-    # on CPU for a large item table (the model's dominant parameter); `bench-step` shows the whole-step effect.
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), fused=True)
-    return model, optimizer
-
-
-def build_loss_for(config: TrainConfig, data: RunData, device: torch.device) -> torch.nn.Module:
-    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``)."""
-    wanted = lookup(config.loss).data_inputs
-    inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
-    return build_loss(config.loss, num_items=data.num_items, **config.loss_params, **inputs).to(device)
 
 
 def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
@@ -221,37 +144,6 @@ def end_of_epoch(state: TrainState, valid_metrics: dict[str, float], train_loss:
     else:
         state.bad_epochs += 1
     return improved
-
-
-@dataclass
-class Run:
-    """Everything one training run holds; ``fit`` drives it epoch by epoch."""
-
-    config: TrainConfig
-    data: RunData
-    model: SASRec
-    optimizer: torch.optim.Optimizer
-    loss_fn: torch.nn.Module
-    device: torch.device
-    folder: Path | None  # checkpoints (None: never saved)
-    state: TrainState = field(default_factory=TrainState)
-    generator: torch.Generator = field(default_factory=torch.Generator)
-    earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
-    record: RunRecord | None = None  # its result file (None: a run that is only measured)
-
-    def checkpoint(self) -> None:
-        save_last(self.folder, {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
-            "rng": torch.get_rng_state(), "batch_rng": self.generator.get_state(),
-        })  # fmt: skip
-
-    def restore(self, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.state = TrainState(**payload["state"])
-        torch.set_rng_state(payload["rng"])
-        self.generator.set_state(payload["batch_rng"])
-        self.earlier_time_s = self.state.train_time_s
 
 
 def check_not_diverging(state: TrainState, train_loss: float) -> None:
@@ -324,20 +216,6 @@ def _oom_message(config: TrainConfig, exc: BaseException) -> str:
     return f"out of memory with loss {config.loss} {dict(config.loss_params)}, batch {config.batch_size}: {first}"
 
 
-def build_run(config: TrainConfig, data: RunData, folder: Path | None = None) -> Run:
-    """The run of ``config`` on loaded data: seeded, model, optimiser and loss built on the config's device.
-
-    ``folder`` holds its checkpoints (None: a run that is only measured, e.g. a budget probe, and never saved).
-    """
-    device = torch.device(config.device)
-    torch.manual_seed(config.seed)
-    model, optimizer = build_model_and_optimizer(config, data.num_items, device)
-    loss_fn = build_loss_for(config, data, device)
-    run = Run(config, data, model, optimizer, loss_fn, device, folder)
-    run.generator.manual_seed(config.seed)
-    return run
-
-
 def prepare_run(
     config: TrainConfig, data_root: Path | None, results_root: Path, resume: bool, data: RunData | None = None
 ) -> Run:
@@ -372,10 +250,6 @@ def check_resume(record: RunRecord, folder: Path) -> None:
         else:
             why = f"the run ({status}) stopped before its first checkpoint"
         raise UserError(f"nothing to resume: {why}: run the same command again without --resume")
-
-
-def run_id_of(config: TrainConfig) -> str:
-    return make_run_id(config.dataset, config.loss, config.hyperparameters(), config.seed, config.budget_bytes)
 
 
 def train_run(
@@ -457,39 +331,3 @@ def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) ->
         run.earlier_time_s + session_time_s,
     )  # fmt: skip
     return within_budget(result)
-
-
-def result_of(
-    run: Run,
-    status: str,
-    message: str = "",
-    memory: dict[str, Any] | None = None,
-    test_metrics: dict[str, float] | None = None,
-    eval_peak_bytes: int | None = None,
-    train_time_s: float | None = None,
-) -> RunResult:
-    """The run as a result row: so far (status running) or final."""
-    config, state, memory = run.config, run.state, memory or {}
-    ok = status == "ok" and state.best_epoch > 0
-    return RunResult(
-        run_id=run_id_of(config),
-        dataset=config.dataset,
-        loss=config.loss,
-        params=config.hyperparameters(),
-        seed=config.seed,
-        device=str(run.device),
-        status=status,
-        metrics=test_metrics or {},
-        valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
-        peak_bytes=memory.get("peak_bytes"),
-        start_bytes=memory.get("start_bytes"),
-        memory_method=memory.get("memory_method"),
-        device_peak_bytes=memory.get("device_peak_bytes"),
-        eval_peak_bytes=eval_peak_bytes,
-        train_time_s=state.train_time_s if train_time_s is None else train_time_s,  # wall time, validation included
-        epochs=state.epoch,
-        best_epoch=state.best_epoch,
-        budget_bytes=config.budget_bytes,
-        history=state.history,
-        message=message,
-    )

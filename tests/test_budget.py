@@ -131,7 +131,7 @@ def test_nothing_fits_names_the_smallest_candidate_and_its_need():
 
 def _fake_trainer(peak_bytes: int):
     def train(config, data_root, results_root, progress=None, resume=False):
-        from rece_bench.train import run_id_of
+        from rece_bench.run import run_id_of
 
         result = RunResult(
             run_id=run_id_of(config), dataset=config.dataset, loss=config.loss, params=config.hyperparameters(),

@@ -64,7 +64,7 @@ def interrupted_run(data_root, results, tiny_config):
 
 def test_resume_from_a_truncated_checkpoint_keeps_it_aside_and_says_to_run_again(tiny_data_root, tiny_config, tmp_path):
     from rece_bench.checkpoint import LAST, checkpoint_dir
-    from rece_bench.train import run_id_of
+    from rece_bench.run import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
     folder = checkpoint_dir(tmp_path, run_id_of(config))
@@ -83,7 +83,7 @@ def test_a_checkpoint_that_is_no_checkpoint_is_damage_too(tiny_data_root, tiny_c
     import torch
 
     from rece_bench.checkpoint import LAST, checkpoint_dir
-    from rece_bench.train import run_id_of
+    from rece_bench.run import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
     last = checkpoint_dir(tmp_path, run_id_of(config)) / LAST

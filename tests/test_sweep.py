@@ -38,7 +38,7 @@ class FakeTrainer:
         self.stop_at = stop_at
 
     def __call__(self, config, data_root, results_root, progress=None, resume=False, data=None):
-        from rece_bench.train import run_id_of
+        from rece_bench.run import run_id_of
 
         self.calls.append((config.loss, config.batch_size, resume))
         stopped = self.stop_at is not None and len(self.calls) == self.stop_at

@@ -76,7 +76,7 @@ class Scripted:
         self.sleep_s = sleep_s
 
     def __call__(self, config, data_root, results_root, progress=None, resume=False, data=None):
-        from rece_bench.train import run_id_of
+        from rece_bench.run import run_id_of
 
         key = f"{config.loss}-{config.batch_size}"
         with open(self.folder / "attempts.log", "a") as handle:

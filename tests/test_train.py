@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from rece_bench import run as run_module
 from rece_bench import train as train_module
 from rece_bench.results import read_results
 from rece_bench.train import train_run
@@ -81,7 +82,7 @@ def test_resume_from_an_older_checkpoint_format_is_a_clear_error(tiny_data_root,
     config = tiny_config()
     with pytest.raises(KeyboardInterrupt):
         train_run(config, tiny_data_root, tmp_path, progress=StopAfterEpoch(1))
-    last = checkpoint_dir(tmp_path, train_module.run_id_of(config)) / LAST
+    last = checkpoint_dir(tmp_path, run_module.run_id_of(config)) / LAST
     torch.save({"model": {"item_emb.weight": torch.zeros(4, 16)}}, last)  # format 1: a pad row, no "format" key
     with pytest.raises(UserError, match="has format 1, this version resumes format 2: run again without --resume"):
         train_run(config, tiny_data_root, tmp_path, resume=True)
@@ -95,7 +96,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data_root, tiny_confi
 
 
 def test_a_nan_loss_stops_the_run_as_diverged(tiny_data_root, tiny_config, tmp_path, monkeypatch):
-    real_build = train_module.build_loss_for
+    real_build = run_module.build_loss_for
     poisoned = {"on": False}
 
     class NanWhenPoisoned(torch.nn.Module):
@@ -117,7 +118,7 @@ def test_a_nan_loss_stops_the_run_as_diverged(tiny_data_root, tiny_config, tmp_p
         def epoch(self, epoch, train_loss, valid_ndcg):
             poisoned["on"] = True
 
-    monkeypatch.setattr(train_module, "build_loss_for", lambda *a: NanWhenPoisoned(real_build(*a)))
+    monkeypatch.setattr(run_module, "build_loss_for", lambda *a: NanWhenPoisoned(real_build(*a)))
     result = train_run(tiny_config(), tiny_data_root, tmp_path, progress=PoisonAfterFirstEpoch())
     assert result.status == "diverged"
     assert "epoch 2" in result.message and result.epochs == 1

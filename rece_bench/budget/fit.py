@@ -60,7 +60,7 @@ def train_within_budget(
 ) -> BudgetedRun:
     """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak.
 
-    ``data``: the run data already loaded (``train.RunData``), for the probes and the default trainer; then
+    ``data``: the run data already loaded (``data.loader.RunData``), for the probes and the default trainer; then
     ``data_root`` may be None. A given ``trainer`` is called as ``train_run`` is, without ``data``.
     """
     from rece_bench.train import train_run
@@ -119,7 +119,7 @@ def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None
 
 def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
     """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
-    from rece_bench.train import run_id_of
+    from rece_bench.run import run_id_of
 
     smallest = error.smallest.candidate.apply(config, budget_bytes)
     return RunResult(

@@ -1,6 +1,6 @@
 """Probes: the measured peak of one candidate.
 
-A probe builds the run of a candidate (``train.build_run``), lets Adam create its state, opens the same window as
+A probe builds the run of a candidate (``run.build_run``), lets Adam create its state, opens the same window as
 training (``memory.Meter``), runs one training step on the worst-case batch (the users with the most positions and
 seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
 tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
@@ -34,7 +34,7 @@ class Prober:
     def __init__(
         self, base: TrainConfig, data_root: Path | None, results_root: Path, steps: int = 1, data=None
     ) -> None:
-        """``data``: the run data already loaded (``train.RunData``); then ``data_root`` may be None."""
+        """``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None."""
         self.base, self.results_root, self.steps = base, Path(results_root), steps
         self.data_root = Path(data_root) if data_root is not None else None
         self._data = data
@@ -119,7 +119,8 @@ def measure_peak(config: TrainConfig, data, steps: int = 1) -> int | None:
 
     from rece_bench.evaluate import Chunking, evaluate_model
     from rece_bench.memory import PeakMemory
-    from rece_bench.train import build_run, train_step
+    from rece_bench.run import build_run
+    from rece_bench.train import train_step
 
     device = torch.device(config.device)
     if device.type == "cuda":  # a cap left by an earlier budgeted run in this process must not fail the probe

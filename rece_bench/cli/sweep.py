@@ -179,30 +179,44 @@ def sweep(
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Run a grid of losses, budgets and seeds; skips what is done, so the same command resumes a stopped sweep."""
-    from rece_bench.budget.ladder import read_grid
-    from rece_bench.budget.sizes import parse_size
     from rece_bench.paths import data_root, results_root
-    from rece_bench.sweep import SweepConfig, run_sweep
+    from rece_bench.sweep import run_sweep
 
     with user_errors():
-        if workers is not None:
-            raise UserError(
-                f"--workers {workers} is gone: run jobs side by side with --engine ray (one per GPU with --device "
-                "cuda, or per --cpus-per-job CPUs)"
-            )
+        _refuse_workers(workers)
         runner = sweep_engine(engine, address, cpus_per_job, gpus_per_job, retries)
         device = check_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
         base = TrainConfig(dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device)
-        config = SweepConfig(
-            base=base, losses=tuple(loss), budgets_bytes=tuple(parse_size(b) for b in budget or []),
-            seeds=paper_seeds(seeds), grid=read_grid(grid) if grid is not None else {},
-        )  # fmt: skip
+        config = _sweep_config(base, loss, budget, seeds, grid)
         try:
             with RichSweepProgress() as progress:
                 summary = run_sweep(config, data_root(data_dir), results_root(results_dir), progress, engine=runner)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted:[/] the same command goes on with what is missing")
             raise typer.Exit(code=130) from None
+    _show_summary(summary, dataset, results_dir)
+
+
+def _refuse_workers(workers: int | None) -> None:
+    if workers is not None:
+        raise UserError(
+            f"--workers {workers} is gone: run jobs side by side with --engine ray (one per GPU with --device "
+            "cuda, or per --cpus-per-job CPUs)"
+        )
+
+
+def _sweep_config(base: TrainConfig, losses: list[str], budgets: list[str] | None, seeds: int, grid):
+    from rece_bench.budget.ladder import read_grid
+    from rece_bench.budget.sizes import parse_size
+    from rece_bench.sweep import SweepConfig
+
+    return SweepConfig(
+        base=base, losses=tuple(losses), budgets_bytes=tuple(parse_size(b) for b in budgets or []),
+        seeds=paper_seeds(seeds), grid=read_grid(grid) if grid is not None else {},
+    )  # fmt: skip
+
+
+def _show_summary(summary, dataset: str, results_dir) -> None:
     if summary.runs:
         console.print(summary_table(summary))
     failed = sum(result.status == "failed" for result in summary.results)

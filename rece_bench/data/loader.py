@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from rece_bench.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -136,3 +141,46 @@ def build_eval_set(frame: pd.DataFrame, max_len: int) -> EvalSet:
     row = np.searchsorted(eval_users, users)
     exclude = _csr(row, items, len(eval_users))
     return EvalSet(_long(inputs), _long(targets), exclude)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A prepared dataset as one run uses it: padded training sequences, evaluation sets, per-item counts."""
+
+    train: TrainSequences
+    valid: EvalSet
+    test: EvalSet
+    num_items: int
+    item_counts: torch.Tensor  # (C,) long: interactions per item in the training split (0-based columns)
+    dataset: str
+    max_len: int
+    prepared_at: str | None = None  # meta.json's created_at: budget probes are cached per preparation
+
+    def loss_inputs(self) -> dict[str, Any]:
+        """What a loss may ask for in ``data_inputs`` (see ``losses.base.DATA_INPUTS``)."""
+        return {"item_counts": self.item_counts}
+
+    def check_serves(self, config: TrainConfig) -> None:
+        if (self.dataset, self.max_len) != (config.dataset, config.max_len):
+            raise ValueError(
+                f"data of {self.dataset!r} at max_len {self.max_len} given to a run of {config.dataset!r} "
+                f"at max_len {config.max_len}"
+            )
+
+
+def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
+    from rece_bench.data.store import read_dataset
+
+    prepared = read_dataset(data_root, dataset)
+    num_items = int(prepared.meta["num_items"])
+    items = torch.from_numpy(prepared.train["item_id"].to_numpy(dtype="int64", copy=True)) - 1  # 0-based
+    return RunData(
+        train=build_train_sequences(prepared.train, max_len),
+        valid=build_eval_set(prepared.valid, max_len),
+        test=build_eval_set(prepared.test, max_len),
+        num_items=num_items,
+        item_counts=torch.bincount(items, minlength=num_items),
+        dataset=dataset,
+        max_len=max_len,
+        prepared_at=prepared.meta.get("created_at"),
+    )

@@ -1,0 +1,149 @@
+"""A training run as the driver (``train``) and the budget probes (``budget.probe``) hold it: its state from epoch to
+epoch, how it is built from a config and loaded data, how it is checkpointed and restored, and how it reads as a
+result row.
+
+Shape letters (C, D) as in ``docs/notation.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rece_bench.checkpoint import save_last
+from rece_bench.config import TrainConfig
+from rece_bench.data.loader import RunData
+from rece_bench.losses import build_loss
+from rece_bench.losses.base import lookup
+from rece_bench.models.sasrec import SASRec, SASRecConfig
+from rece_bench.results import RunRecord, RunResult, make_run_id
+
+SELECTION_METRIC = "ndcg@10"
+
+
+@dataclass
+class TrainState:
+    """What the driver carries from epoch to epoch (and what a checkpoint restores)."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0  # wall time so far, all sessions of a resumed run together
+    peak_bytes: int | None = None  # the peak so far, all sessions together
+    start_bytes: int | None = None
+    first_loss: float | None = None  # the first step's loss: the untrained model's, the yardstick of divergence
+
+
+def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch.device):
+    """SASRec of ``config``'s shape and its Adam (the paper's betas)."""
+    model_config = SASRecConfig(
+        num_items=num_items,
+        max_len=config.max_len,
+        dim=config.dim,
+        n_blocks=config.n_blocks,
+        n_heads=config.n_heads,
+        dropout=config.dropout,
+    )
+    model = SASRec(model_config).to(device)
+    # The fused kernel does the same update in one pass over each tensor, several times faster than the default
+    # on CPU for a large item table (the model's dominant parameter); `bench-step` shows the whole-step effect.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), fused=True)
+    return model, optimizer
+
+
+def build_loss_for(config: TrainConfig, data: RunData, device: torch.device) -> torch.nn.Module:
+    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``)."""
+    wanted = lookup(config.loss).data_inputs
+    inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
+    return build_loss(config.loss, num_items=data.num_items, **config.loss_params, **inputs).to(device)
+
+
+@dataclass
+class Run:
+    """Everything one training run holds; ``fit`` drives it epoch by epoch."""
+
+    config: TrainConfig
+    data: RunData
+    model: SASRec
+    optimizer: torch.optim.Optimizer
+    loss_fn: torch.nn.Module
+    device: torch.device
+    folder: Path | None  # checkpoints (None: never saved)
+    state: TrainState = field(default_factory=TrainState)
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
+    record: RunRecord | None = None  # its result file (None: a run that is only measured)
+
+    def checkpoint(self) -> None:
+        save_last(self.folder, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
+            "rng": torch.get_rng_state(), "batch_rng": self.generator.get_state(),
+        })  # fmt: skip
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["rng"])
+        self.generator.set_state(payload["batch_rng"])
+        self.earlier_time_s = self.state.train_time_s
+
+
+def build_run(config: TrainConfig, data: RunData, folder: Path | None = None) -> Run:
+    """The run of ``config`` on loaded data: seeded, model, optimiser and loss built on the config's device.
+
+    ``folder`` holds its checkpoints (None: a run that is only measured, e.g. a budget probe, and never saved).
+    """
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model, optimizer = build_model_and_optimizer(config, data.num_items, device)
+    loss_fn = build_loss_for(config, data, device)
+    run = Run(config, data, model, optimizer, loss_fn, device, folder)
+    run.generator.manual_seed(config.seed)
+    return run
+
+
+def run_id_of(config: TrainConfig) -> str:
+    return make_run_id(config.dataset, config.loss, config.hyperparameters(), config.seed, config.budget_bytes)
+
+
+def result_of(
+    run: Run,
+    status: str,
+    message: str = "",
+    memory: dict[str, Any] | None = None,
+    test_metrics: dict[str, float] | None = None,
+    eval_peak_bytes: int | None = None,
+    train_time_s: float | None = None,
+) -> RunResult:
+    """The run as a result row: so far (status running) or final."""
+    config, state, memory = run.config, run.state, memory or {}
+    ok = status == "ok" and state.best_epoch > 0
+    return RunResult(
+        run_id=run_id_of(config),
+        dataset=config.dataset,
+        loss=config.loss,
+        params=config.hyperparameters(),
+        seed=config.seed,
+        device=str(run.device),
+        status=status,
+        metrics=test_metrics or {},
+        valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
+        peak_bytes=memory.get("peak_bytes"),
+        start_bytes=memory.get("start_bytes"),
+        memory_method=memory.get("memory_method"),
+        device_peak_bytes=memory.get("device_peak_bytes"),
+        eval_peak_bytes=eval_peak_bytes,
+        train_time_s=state.train_time_s if train_time_s is None else train_time_s,  # wall time, validation included
+        epochs=state.epoch,
+        best_epoch=state.best_epoch,
+        budget_bytes=config.budget_bytes,
+        history=state.history,
+        message=message,
+    )
