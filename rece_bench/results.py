@@ -23,6 +23,7 @@ from typing import Any
 from rece_bench import __version__
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
+from rece_bench.processes import process_exists, process_start
 
 # failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
 STATUSES = ("ok", "over_budget", "oom", "diverged", "interrupted", "running", "failed")  # what a result file holds
@@ -153,24 +154,9 @@ def ensure_results_root(results_root: Path, folder: str = RUNS_DIR) -> None:
 # ---------------------------------------------------------------- one run's file from start to end
 
 
-def process_start(pid: int) -> str | None:
-    """Linux: the boot id and the start time of process ``pid``; None where /proc cannot tell."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (comm)": state is first, the start time 20th
-    return None if fields[0] == "Z" else f"{boot}/{fields[19]}"  # a zombie has ended
-
-
 def _process_gone(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_exists(pid):
         return True
-    except PermissionError:
-        pass  # another user's process: it exists
     if started is None:  # nothing recorded to tell a later process under this pid apart
         return False
     return process_start(pid) != started

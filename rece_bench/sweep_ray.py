@@ -32,6 +32,7 @@ from pathlib import Path
 
 from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_text
+from rece_bench.processes import process_exists
 from rece_bench.results import RUNS_DIR, RunResult, write_result
 from rece_bench.sweep import Job, SweepConfig, failed_result, run_job
 
@@ -261,18 +262,8 @@ def remove_orphans(tmp: Path) -> None:
     checkpoints of a model and its Adam state. A folder is named after its worker's pid; a live pid is left alone."""
     for folder in tmp.glob(f"{JOB_DIR_PREFIX}*-*"):
         pid = folder.name.removeprefix(JOB_DIR_PREFIX).split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def written_files(root: Path, seeded: set[str]) -> dict[str, str]:

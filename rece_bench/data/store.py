@@ -21,6 +21,7 @@ import pandas as pd
 
 from rece_bench.errors import UserError
 from rece_bench.io import read_json, read_parquet
+from rece_bench.processes import process_exists
 
 FORMAT_VERSION = 1
 SPLIT_FILES = ("train", "valid", "test")
@@ -117,18 +118,8 @@ def remove_abandoned_staging(parent: Path, name: str) -> None:
     (``kill -9``) leaves one behind, and the next prepare of that name removes it. A live process's is kept."""
     for stale in Path(parent).glob(f".{name}.*.tmp"):
         pid = stale.name[len(name) + 2 :].split(".")[0]
-        if stale.is_dir() and pid.isdigit() and not _process_exists(int(pid)):
+        if stale.is_dir() and pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
