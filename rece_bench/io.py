@@ -95,9 +95,7 @@ def read_torch(path: Path, fix: str) -> Any:
 
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError as exc:
-        raise DamagedFile(path, _why(exc), fix) from None
-    except Exception as exc:  # noqa: BLE001 - the decoder's errors have no common base
+    except Exception as exc:  # noqa: BLE001 - the decoder's errors (and a missing file) have no common base
         raise DamagedFile(path, _why(exc), fix) from None
 
 

@@ -194,6 +194,7 @@ class RunRecord:
         self.path = result_path(self.root, run_id)
         self.earlier = _earlier(self.path)
         self._stage, self._created_at = "new", None
+        self._writer = this_process()  # pid, host and start time: the same for every write of this record
         self._refuse_a_live_run()
         remove_stale_temporaries(self.path.parent, self.path.name)  # of a write whose process was killed
 
@@ -239,7 +240,7 @@ class RunRecord:
             raise RuntimeError(f"result {self.run_id}: cannot {what} a result that is {self._stage}")
 
     def _write(self, result: RunResult, stage: str) -> None:
-        stamped = dataclasses.replace(result, created_at=self._created_at, **this_process())
+        stamped = dataclasses.replace(result, created_at=self._created_at, **self._writer)
         write_result(self.root, stamped)
         self._stage = stage
 
