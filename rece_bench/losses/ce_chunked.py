@@ -43,7 +43,7 @@ class _FullCrossEntropy(torch.autograd.Function):
             del logits  # before the next block's product
         ctx.save_for_backward(hidden, item_emb, targets, lse)
         ctx.block_items = block_items
-        return lse - positive_logits(hidden, item_emb, targets)
+        return lse - positive_logits(hidden, item_emb, targets, accumulate=True)
 
     @staticmethod
     @amp_backward

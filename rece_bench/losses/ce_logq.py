@@ -127,7 +127,7 @@ class _SharedNegativesCE(torch.autograd.Function):
     @staticmethod
     @amp_forward
     def forward(ctx, hidden, item_emb, targets, negatives, neg_shift, pos_shift, block: int):  # noqa: ANN001
-        positive = positive_logits(hidden, item_emb, targets).sub_(pos_shift)  # (N,)
+        positive = positive_logits(hidden, item_emb, targets, accumulate=True).sub_(pos_shift)  # (N,)
         rows = item_emb.index_select(0, negatives)  # (K, D)
         log_partition = torch.empty_like(positive)  # (N,)
         for start in range(0, hidden.shape[0], block):

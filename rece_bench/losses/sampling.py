@@ -220,9 +220,14 @@ def scored_with_positive(
     return gathered_logits(hidden, item_emb, ids)
 
 
-def positive_logits(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(N,) score of each position's target item, in the accumulate dtype (float32 for bf16 and fp16)."""
-    return (to_accumulate(hidden) * to_accumulate(item_emb[targets])).sum(dim=1)  # (N, D) * (N, D) -> (N,)
+def positive_logits(
+    hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, accumulate: bool = False
+) -> torch.Tensor:
+    """(N,) score of each position's target item: in the inputs' dtype, or with ``accumulate`` in its accumulate
+    dtype (float32 for bf16 and fp16; what the streaming losses add their log-sum-exps to)."""
+    if accumulate:
+        hidden, item_emb = to_accumulate(hidden), to_accumulate(item_emb)
+    return (hidden * item_emb[targets]).sum(dim=1)  # (N, D) * (N, D) -> (N,)
 
 
 def add_positive_grad(

@@ -223,7 +223,7 @@ class _BucketCrossEntropy(torch.autograd.Function):
     @staticmethod
     @amp_forward
     def forward(ctx, hidden, item_emb, targets, pos_ids, item_ids, group: int):  # noqa: ANN001
-        positive = positive_logits(hidden, item_emb, targets)  # (N,)
+        positive = positive_logits(hidden, item_emb, targets, accumulate=True)  # (N,)
         log_partition = torch.empty(pos_ids.shape, dtype=positive.dtype, device=hidden.device)  # (n_b, b_x)
         for start in range(0, pos_ids.shape[0], group):
             rows = slice(start, start + group)
