@@ -26,8 +26,9 @@ AUTOCAST_ELIGIBLE = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for bf16, fp16 and fp32; float64 stays float64."""
-    return torch.promote_types(dtype, torch.float32)
+    """float32 for bf16, fp16 and fp32; float64 stays float64. (Not ``torch.promote_types``: that is a dispatched
+    op, and the losses count their dispatched ops as their launch cost.)"""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def to_accumulate(tensor: torch.Tensor) -> torch.Tensor:
@@ -54,8 +55,8 @@ def _itemsize(dtype: torch.dtype) -> int:
 def matmul_acc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b in the accumulate dtype: the product runs in the dtype of ``b`` (the compute dtype; ``a`` is cast to
     it, as autocast casts a product's operands), its result is cast up once."""
-    out = torch.matmul(a.to(b.dtype), b)
-    return out.to(accumulate_dtype(b.dtype))
+    product = torch.mm if a.dim() == 2 else torch.bmm  # not matmul: it dispatches reshapes around the bmm
+    return product(a.to(b.dtype), b).to(accumulate_dtype(b.dtype))
 
 
 def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def compute_dtype(hidden: torch.Tensor, item_emb: torch.Tensor) -> torch.dtype:
     dtypes = (hidden.dtype, item_emb.dtype)
     if autocast_enabled(device_type) and all(dtype in AUTOCAST_ELIGIBLE for dtype in dtypes):
         return torch.get_autocast_dtype(device_type)
-    return torch.promote_types(*dtypes)
+    return hidden.dtype if hidden.dtype == item_emb.dtype else torch.promote_types(*dtypes)
 
 
 def autocast_enabled(device_type: str) -> bool:
