@@ -252,6 +252,13 @@ def block_bytes(block_mib: float | None, device: Any = None) -> int:
     return working_block_bytes("cpu" if device is None else device)
 
 
+def accumulator_bytes(n_positions: int, num_items: int, dim: int, elem_bytes: int) -> int:
+    """The float32 gradient buffers of a loss that gathers its gradients in float32 and casts them to the inputs'
+    dtype at the end: beyond the inputs' gradients in bf16 or fp16, nothing in full precision (they are the
+    gradients)."""
+    return 0 if elem_bytes >= 4 else (n_positions + num_items) * dim * 4
+
+
 def inputs_bytes(n_positions: int, num_items: int, dim: int, elem_bytes: int) -> int:
     """hidden and item_emb with their gradients, plus the targets."""
     return 2 * (n_positions + num_items) * dim * elem_bytes + 8 * n_positions

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from rece_bench.losses.base import Loss, LossBatch, block_bytes, block_mib_param, check_block_mib, register
+from rece_bench.losses.base import (
+    Loss,
+    LossBatch,
+    accumulator_bytes,
+    block_bytes,
+    block_mib_param,
+    check_block_mib,
+    register,
+)
 from rece_bench.losses.ce import CrossEntropy
 from rece_bench.losses.precision import (
     accumulate_dtype,
@@ -97,4 +105,5 @@ class ChunkedCrossEntropy(Loss):
         return chunked_cross_entropy(hidden, item_emb, targets, block_bytes(self.block_mib, hidden.device)).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
-        return 3 * block_bytes(self.block_mib) + 4 * n_positions * dim * elem_bytes
+        accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
+        return 3 * block_bytes(self.block_mib) + 4 * n_positions * dim * elem_bytes + accumulators

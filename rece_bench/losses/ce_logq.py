@@ -52,6 +52,7 @@ from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    accumulator_bytes,
     block_bytes,
     block_mib_param,
     check_block_mib,
@@ -248,4 +249,5 @@ class LogQCrossEntropy(Loss):
         k = min(self.n_negatives, n_positions) if self.sampler == "in_batch" else self.n_negatives
         block = min(block_bytes(self.block_mib), n_positions * k * (2 * elem_bytes + 1))  # logits, exp, mask
         rows = 3 * k * dim * elem_bytes + 3 * n_positions * dim * elem_bytes  # gathered rows and their grads
-        return block + rows + 8 * self.num_items * 2 + 8 * (n_positions + k) * 4  # log q, cumulative; vectors
+        accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
+        return block + rows + 8 * self.num_items * 2 + 8 * (n_positions + k) * 4 + accumulators  # log q, cumulative

@@ -48,6 +48,7 @@ from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    accumulator_bytes,
     block_bytes,
     block_mib_param,
     check_block_mib,
@@ -363,4 +364,5 @@ class ScalableCrossEntropy(Loss):
         projection = n_b * plan.rows_per_slice * elem_bytes + 4 * n_b * max(b_x, b_y) * (elem_bytes + 8)  # top-k
         selection = n_b * (b_x + b_y) * 8 + 4 * n_b * b_x * elem_bytes  # ids; log-partitions, CE and its grad
         positives = 3 * n_positions * dim * elem_bytes + 8 * n_positions * elem_bytes  # gathered targets' rows
-        return max(group, projection) + selection + positives
+        accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
+        return max(group, projection) + selection + positives + accumulators
