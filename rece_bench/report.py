@@ -237,8 +237,8 @@ def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None
         rest = (
             fmt_memory(row["peak_bytes"]),
             fmt_seconds(row["train_time_s"]),
-            str(row["config"]),
             _precision(row),
+            str(row["config"]),
             _count(row["seeds"]),
         )
         rows.append((Cell(row["loss"]), *metrics, *(Cell(text) for text in rest)))
@@ -251,7 +251,7 @@ def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None
         notes.append(f"in parentheses: the paper's Table 2 on the full {paper_key(dataset)} dataset")
     return Section(
         f"{dataset}: Table 2, the best configuration of each loss {within}",
-        ("loss", *METRIC_TITLES, "peak", "train time (s)", "configuration", "precision", "seeds"),
+        ("loss", *METRIC_TITLES, "peak", "train time (s)", "precision", "configuration", "seeds"),
         tuple(rows),
         tuple(notes),
     )
@@ -279,11 +279,11 @@ def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
     rows = []
     for _, row in fronts[fronts["dataset"] == dataset].iterrows():
         texts = (row["loss"], fmt_memory(row["peak_bytes"]), fmt_number(row["score"]), fmt_number(row["ndcg@10"]))
-        rest = (fmt_seconds(row["train_time_s"]), row["config"], _precision(row))
+        rest = (fmt_seconds(row["train_time_s"]), _precision(row), row["config"])
         rows.append(tuple(Cell(text) for text in (*texts, *rest)))
     return Section(
         f"{dataset}: Pareto front of each loss, peak memory -> best validation NDCG@10",
-        ("loss", "peak", "valid NDCG@10", "test NDCG@10", "train time (s)", "configuration", "precision"),
+        ("loss", "peak", "valid NDCG@10", "test NDCG@10", "train time (s)", "precision", "configuration"),
         tuple(rows),
         (FRONT_NOTE,),
     )
