@@ -142,7 +142,8 @@ class Compute:
         return self.device.type == "cuda"
 
     def autocast(self):
-        """The autocast context of this precision on this device type (a no-op context for fp32)."""
+        """The autocast context of this precision on this device type; for fp32, autocast off (an outer one too:
+        fp32 means float32 arithmetic)."""
         import torch
 
         dtype = self.precision.autocast_dtype
