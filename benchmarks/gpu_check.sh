@@ -52,15 +52,20 @@ STEPS=$OUTDIR/steps.tsv  # name, exit code, seconds, limit, command: the report 
 : > "$STEPS"
 rm -f "$OUTDIR/cuda_tests.xml"
 exec > >(tee "$LOG") 2>&1
-export PYTHONUNBUFFERED=1 RECE_BENCH_CUDA_TESTS=1  # the CUDA tests never skip silently where a GPU is expected
+export PYTHONUNBUFFERED=1
+# the CUDA tests never skip silently where a GPU is expected (they fail instead); on a CPU they skip
+[ "$DEVICE" = cpu ] || export RECE_BENCH_CUDA_TESTS=1
 
 if [ "$QUICK" = 1 ]; then
-  C_MAIN=2000; C_BIG=5000; N_SMALL=256; N_BIG=1024; REPEATS_KEY=2; REPEATS=2
+  # the smoke run checks the script, not the losses: tiny sizes, one data set for the runs and the steps, at most
+  # QUICK_CAP_S a step, and the grid, rece11 and step32 left out (they take the code paths of cce and step256;
+  # SKIP="" runs them too)
+  C_MAIN=2000; C_BIG=5000; N_SMALL=256; N_BIG=1024; REPEATS_KEY=1; REPEATS=1
   MISSION_SET=(synthetic --users 300 --items 200 --interactions 6000 --name mission); MISSION_NAME=mission
   MISSION_ARGS=(--dataset mission --epochs 1 --max-len 20)
-  SYNTH=(synthetic --users 200 --items 1000 --interactions 8000 --no-filter --name synth-quick); SET=synth-quick
-  SKIP=${SKIP-rece11}  # the smoke run checks the script, not every size: rece11 repeats the grid's code path
-  STEP_LEN=50; BIG_BATCH=${BIG_BATCH:-32}; SMALL_STEPS=(--batch-size 16 --steps 2 --warmup 1)
+  SYNTH=("${MISSION_SET[@]}"); SET=mission
+  STEP_LEN=20; BIG_BATCH=${BIG_BATCH:-32}; SMALL_STEPS=(--batch-size 16 --steps 2 --warmup 1)
+  SKIP=${SKIP-grid rece11 step32}; QUICK_CAP_S=${QUICK_CAP_S:-40}
 else
   C_MAIN=173511; C_BIG=1000000; N_SMALL=8192; N_BIG=51200; REPEATS_KEY=5; REPEATS=3
   MISSION_SET=(synthetic); MISSION_NAME=synthetic  # the embedded default set (2,000 users, 1,000 items)
@@ -69,7 +74,7 @@ else
   STEP_LEN=200; BIG_BATCH=${BIG_BATCH:-256}; SMALL_STEPS=(--batch-size 32 --steps 5 --warmup 2)
 fi
 SKIP=${SKIP:-}
-SIZES="{\"c_main\": $C_MAIN, \"c_big\": $C_BIG, \"n_small\": $N_SMALL, \"n_big\": $N_BIG, \"big_batch\": $BIG_BATCH}"
+SIZES="{\"c_main\": $C_MAIN, \"c_big\": $C_BIG, \"n_small\": $N_SMALL, \"n_big\": $N_BIG, \"big_batch\": $BIG_BATCH, \"set\": \"$SET\"}"
 RECE38=rece:n_extra_chunks=3,rounds=8,kernel=torch
 RECE11=rece:n_extra_chunks=1,rounds=1,kernel=torch
 CHUNKED=ce_chunked:kernel=torch
@@ -87,6 +92,7 @@ skip_step() { echo "== $1: skipped, $2"; record "$1" "skipped: $2" 0 0 "-"; }
 # step NAME CAP_S COMMAND...: run it under a limit of min(CAP_S, time left); record exit code and time.
 step() {
   local name=$1 cap=$2; shift 2
+  [ -n "${QUICK_CAP_S:-}" ] && [ "$cap" -gt "$QUICK_CAP_S" ] && cap=$QUICK_CAP_S
   local limit; limit=$(left)
   [ "$limit" -gt "$cap" ] && limit=$cap
   if [ "$limit" -lt 5 ]; then skip_step "$name" "no time left"; return; fi
@@ -294,10 +300,10 @@ if [ "$DEVICE" != cpu ] && ! torch_suits "$PY"; then
 else
   want mission && prepare_bg "$MISSION_NAME" "$MISSION_NAME" "${MISSION_SET[@]}"
   want_steps=0; for g in step256 stepbf16 step32; do want $g && want_steps=1; done
-  [ $want_steps = 1 ] && prepare_bg "$SET" "$SET" "${SYNTH[@]}"
+  [ $want_steps = 1 ] && [ -z "${BG_PID[$SET]:-}" ] && prepare_bg "$SET" "$SET" "${SYNTH[@]}"
 
   # 1. the CUDA tests (on a CPU they skip, which the report shows)
-  want tests && step cuda-tests 120 "$PY" -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider \
+  want tests && step cuda-tests 120 "$PY" -m pytest tests/test_cuda.py -m cuda -q -rs -p no:cacheprovider \
       --junitxml="$OUTDIR/cuda_tests.xml"
 
   # 2. the mission's own commands: prepare, run with a budget on plain `cuda` in bf16 and fp32, report
@@ -360,8 +366,9 @@ else
   # 10. the kernels' own benchmark, then the profiler's table of rece (3,8)
   if want kbench; then
     if [ "${KERNELS_BENCH:-0}" = 1 ]; then
-      step "kernels.bench" 45 sh -c '"$0" -m rece_bench.kernels.bench > "$1" 2>&1; rc=$?; cat "$1"; exit $rc' \
-          "$PY" "$RAW/kernels_bench.txt"
+      step "kernels.bench" 45 sh -c '"$0" -m rece_bench.kernels.bench "$@" > "$1" 2>&1; rc=$?; cat "$1"; exit $rc' \
+          "$PY" "$RAW/kernels_bench.txt" --items "$C_MAIN,$C_BIG" --positions "$N_SMALL" --repeats "$REPEATS" \
+          --json "$RAW/kernels_bench.json"
     else skip_step "kernels.bench" "no rece_bench.kernels.bench module"; fi
   fi
   if want profile; then

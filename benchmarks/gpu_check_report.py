@@ -22,7 +22,7 @@ from types import SimpleNamespace
 MIB = 2**20
 PAPER_MEMORY_CLAIM = 12.0  # "up to 12x less training memory" (RECE abstract)
 # The sizes of a full run; a QUICK run's come from env.json (sizes) in main.
-S = SimpleNamespace(c_main=173_511, c_big=1_000_000, n_small=8_192, n_big=51_200, big_batch=256)
+S = SimpleNamespace(c_main=173_511, c_big=1_000_000, n_small=8_192, n_big=51_200, big_batch=256, set="synth-gowalla")
 # Targets of the issues (their numbers are the H200 figures of ../shared/reference/GPU.md, main at a35faee).
 ISSUE19 = {"rece38_ms": 45.0, "rece38_mib": 700.0, "step_speed": 0.5}
 ISSUE22 = {"exact_ms": 27.6, "exact_mib": 250.0, "rece38_ms": 15.0, "rece38_mib": 300.0, "cce_n51200_ms": 139.0}
@@ -192,8 +192,12 @@ def env_section(env: dict) -> list[str]:
         lines.append(f"- commands with {option}: {', '.join(having) or 'none'}")
     for precision, losses in (feats.get("available") or {}).items():
         lines.append(f"- losses available at {precision}: {' '.join(losses)}")
+    unavailable: dict[str, dict[str, list[str]]] = {}  # loss -> reason -> precisions
     for precision, reasons in (feats.get("unavailable") or {}).items():
-        lines += [f"- unavailable at {precision}: {loss}: {why}" for loss, why in reasons.items()]
+        for loss, why in reasons.items():
+            unavailable.setdefault(loss, {}).setdefault(why, []).append(precision)
+    for loss, reasons in unavailable.items():
+        lines += [f"- {loss} unavailable at {', '.join(precisions)}: {why}" for why, precisions in reasons.items()]
     lines.append(f"- losses with a kernel parameter: {' '.join(feats.get('kernel_losses') or []) or 'none'}")
     lines += [f"- feature probe error: {error}" for error in feats.get("errors") or []]
     return lines
@@ -326,7 +330,7 @@ def issue19_section(loss_rows: list[dict], step_rows: list[dict]) -> list[str]:
         speed = None if ce is None or rece is None else ce["step_time_s"] / rece["step_time_s"]
         lines.append(
             target_row(
-                f"whole step, synth-gowalla batch {S.big_batch} {precision}: RECE (3,8) speed / CE speed",
+                f"whole step, {S.set} batch {S.big_batch} {precision}: RECE (3,8) speed / CE speed",
                 speed,
                 lambda v: "-" if v is None else f"{v:.2f}x",
                 f">= {ISSUE19['step_speed']}x",
@@ -570,6 +574,17 @@ def brief(run: dict) -> dict:
     return {k: v for k, v in run.items() if k != "history"}
 
 
+def keeping(build: Callable[[], tuple[list[str], list[dict]]], sink: list[dict]) -> Callable[[], list[str]]:
+    """A section that also finds data for gpu_check.json: its lines for ``guarded``, its data into ``sink``."""
+
+    def lines() -> list[str]:
+        text, found = build()
+        sink.extend(found)
+        return text
+
+    return lines
+
+
 def guarded(title: str, build: Callable[[], list[str]]) -> list[str]:
     try:
         body = build()
@@ -584,9 +599,9 @@ def main(outdir: Path, raw: Path) -> None:
     steps = read_steps(outdir / "steps.tsv")
     tests = read_tests(outdir / "cuda_tests.xml")
     loss_rows, step_rows = read_rows(raw)
-    mission_lines, mission_runs = mission_section(raw, steps)
-    step_lines, claims = step_section(step_rows)
-    beauty_lines, beauty_runs = beauty_section(raw)
+    mission_runs: list[dict] = []
+    claims: list[dict] = []
+    beauty_runs: list[dict] = []
     lines = ["# GPU check (benchmarks/gpu_check.sh)"]
     if env.get("quick"):
         lines += ["", f"QUICK run (sizes {env.get('sizes')}): the script's smoke run; the targets are for full sizes."]
@@ -594,7 +609,8 @@ def main(outdir: Path, raw: Path) -> None:
     lines += guarded("Steps (exit code, seconds, limit)", lambda: steps_section(steps))
     lines += guarded("1. CUDA tests (tests/test_cuda.py)", lambda: tests_section(tests))
     lines += guarded(
-        "2. The mission's commands on CUDA (prepare, run --budget 2GB --device cuda, report)", lambda: mission_lines
+        "2. The mission's commands on CUDA (prepare, run --budget 2GB --device cuda, report)",
+        keeping(lambda: mission_section(raw, steps), mission_runs),
     )
     lines += guarded(
         f"3. Every loss under autocast (bench-loss, C {S.c_main:,}, N {S.n_small:,}, D 64)",
@@ -603,13 +619,20 @@ def main(outdir: Path, raw: Path) -> None:
     lines += guarded("4. Issue 19: RECE at GPU speed", lambda: issue19_section(loss_rows, step_rows))
     lines += guarded("5. Issue 20: the exact kernels (CCE, Liger) beside ours", lambda: issue20_section(loss_rows))
     lines += guarded("6. Issue 22: Triton kernels (torch against triton)", lambda: issue22_section(loss_rows, raw))
-    lines += guarded("7. Whole training steps (bench-step: SASRec forward, loss, backward, Adam)", lambda: step_lines)
-    lines += guarded("8. Beauty, one epoch with the paper's configuration", lambda: beauty_lines)
+    lines += guarded(
+        "7. Whole training steps (bench-step: SASRec forward, loss, backward, Adam)",
+        keeping(lambda: step_section(step_rows), claims),
+    )
+    lines += guarded(
+        "8. Beauty, one epoch with the paper's configuration", keeping(lambda: beauty_section(raw), beauty_runs)
+    )
     lines += guarded("Profile (bench-loss --profile)", lambda: profile_section(raw))
     lines += guarded("Commands", lambda: commands_section(steps))
     (outdir / "gpu_check.md").write_text("\n".join(lines) + "\n")
+    kernels_bench = read_json(raw / "kernels_bench.json") if (raw / "kernels_bench.json").exists() else None
     summary = {
         "env": env,
+        "kernels_bench": kernels_bench,
         "steps": steps,
         "cuda_tests": tests,
         "bench_loss": loss_rows,
