@@ -3,7 +3,7 @@
 # Steps run most important first, each under `timeout` (its own cap, and never past what is left of TOTAL_S), so a
 # run cut short still answers the key questions; a failed, cut or skipped step is recorded and the script goes on.
 #   wheels    .whl/*.whl (cut-cross-entropy, liger-kernel; pure Python) installed into SITE, put on PYTHONPATH
-#   tests     tests/test_cuda.py (every device it parametrizes; 0 failed expected)
+#   tests     tests/test_cuda.py -m cuda (its CUDA cases; 0 failed expected; they fail, not skip, without a GPU)
 #   mission   the README's commands on CUDA: `prepare` a small synthetic set, `run --loss rece --budget 2GB
 #             --device cuda` in bf16 and in fp32 (plain `cuda`, no index: it crashed at a35faee), `report`
 #   losses    every available loss under --precision bf16, then fp32: bench-loss C 173,511, N 8,192, D 64, --ops
@@ -16,16 +16,18 @@
 #   rece11    issue 19: RECE (1,1) at both C, both N, both precisions
 #   stepbf16  issue 20: a whole step in bf16 at batch 256 for ce, rece (3,8), cce, liger_ce, ce_chunked, sce
 #   kbench    `python -m rece_bench.kernels.bench` (torch against triton timings), where the module exists
+#   beauty    one epoch of Beauty with the paper's config (beauty_table3.sh CONFIG=paper), RECE then CE, fp32
 #   profile   bench-loss --profile: the torch profiler's table for rece (3,8), fp32, C 173,511, N 8,192
 #   step32    the README's seven configurations (and every other loss) at batch 32, fp32
-#   beauty    one epoch of Beauty with the paper's config (beauty_table3.sh CONFIG=paper), RECE then CE, fp32
-# then OUTDIR/gpu_check.md (one table per question, targets with PASS/MISS, every step's exit code and time) and
+# The data sets (the mission's, synth-gowalla, Beauty) are prepared on the CPU in the background from the start.
+# Then OUTDIR/gpu_check.md (one table per question, targets with PASS/MISS, every step's exit code and time) and
 # OUTDIR/gpu_check.json (every row, the environment, the commands).
 #
 # Usage: benchmarks/gpu_check.sh OUTDIR
 # Environment:
-#   DEVICE (cuda), QUICK (0; 1 = tiny sizes: `DEVICE=cpu QUICK=1 benchmarks/gpu_check.sh /tmp/gc` is the CPU smoke
-#   run, about 2 minutes), TOTAL_S (460), ONLY / SKIP (space-separated step groups above, e.g. ONLY="beauty kbench"
+#   DEVICE (cuda), QUICK (0; 1 = tiny sizes, every step at most 40 s, grid/rece11/step32 left out, Beauty only with
+#   BEAUTY_QUICK=1: `DEVICE=cpu QUICK=1 benchmarks/gpu_check.sh /tmp/gc` is the CPU smoke run, 2-4 minutes on the
+#   shared 2-core CPU), TOTAL_S (460), ONLY / SKIP (space-separated step groups above, e.g. ONLY="beauty kbench"
 #   for a second run), RAW (raw rows and data; default OUTDIR.raw, beside OUTDIR: OUTDIR keeps 6 files: log.txt,
 #   steps.tsv, env.json, cuda_tests.xml, gpu_check.md, gpu_check.json), WHEELS (.whl), SITE (/tmp/site),
 #   BEAUTY (the Beauty file; default shared/data/beauty_s3rec.txt in the checkout, else ../shared/data/...; only the
@@ -273,14 +275,14 @@ bench_step() {
       --warmup "$warmup" "${args[@]}" --device "$DEVICE" $prec --data-dir "$DATA" --results-dir "$dir"
 }
 
-# prepare_bg KEY SET DATASET_ARGS...: generate data set SET on the CPU while the GPU works; wait_bg KEY records it
+# prepare_bg KEY DIR SET ARGS...: prepare data set SET into DIR on the CPU while the GPU works; wait_bg KEY records it
 declare -A BG_PID BG_T0 BG_CMD
 prepare_bg() {
-  local key=$1 set_name=$2; shift 2
-  if [ -f "$DATA/$set_name/meta.json" ]; then return; fi
-  BG_T0[$key]=$(date +%s); BG_CMD[$key]="$RB prepare $* --data-dir $DATA"
+  local key=$1 dir=$2 set_name=$3; shift 3
+  if [ -f "$dir/$set_name/meta.json" ]; then return; fi
+  BG_T0[$key]=$(date +%s); BG_CMD[$key]="$RB prepare $* --data-dir $dir"
   local limit=$(( $(left) > 90 ? $(left) - 60 : 30 ))
-  (timeout -k 10 "$limit" "$RB" prepare "$@" --data-dir "$DATA" > "$RAW/$key.txt" 2>&1; echo $? > "$RAW/$key.rc") &
+  (timeout -k 10 "$limit" "$RB" prepare "$@" --data-dir "$dir" > "$RAW/$key.txt" 2>&1; echo $? > "$RAW/$key.rc") &
   BG_PID[$key]=$!
 }
 wait_bg() {
@@ -298,9 +300,24 @@ if [ "$DEVICE" != cpu ] && ! torch_suits "$PY"; then
   echo "!! $PY has no CUDA torch: only the report is written"
   record cuda "no CUDA torch" 0 0 -
 else
-  want mission && prepare_bg "$MISSION_NAME" "$MISSION_NAME" "${MISSION_SET[@]}"
+  want mission && prepare_bg "$MISSION_NAME" "$DATA" "$MISSION_NAME" "${MISSION_SET[@]}"
   want_steps=0; for g in step256 stepbf16 step32; do want $g && want_steps=1; done
-  [ $want_steps = 1 ] && [ -z "${BG_PID[$SET]:-}" ] && prepare_bg "$SET" "$SET" "${SYNTH[@]}"
+  [ $want_steps = 1 ] && [ -z "${BG_PID[$SET]:-}" ] && prepare_bg "$SET" "$DATA" "$SET" "${SYNTH[@]}"
+  # Beauty: the file named by BEAUTY, else the checkout's shared/data (only the repository travels to a device
+  # machine: ../shared does not), else ../shared/data on a machine that has it
+  BEAUTY=${BEAUTY:-}
+  if [ -z "$BEAUTY" ]; then
+    for candidate in shared/data/beauty_s3rec.txt ../shared/data/beauty_s3rec.txt; do
+      [ -f "$candidate" ] && BEAUTY=$(realpath "$candidate") && break
+    done
+  fi
+  BEAUTY_SKIP=""
+  if [ -z "$BEAUTY" ] || [ ! -f "$BEAUTY" ]; then
+    BEAUTY_SKIP="no Beauty file (shared/ does not travel: carry it in an ignored folder, pass BEAUTY=path)"
+  elif [ "$QUICK" = 1 ] && [ -z "${BEAUTY_QUICK:-}" ]; then
+    BEAUTY_SKIP="QUICK (BEAUTY_QUICK=1 runs it with tiny settings)"
+  fi
+  want beauty && [ -z "$BEAUTY_SKIP" ] && prepare_bg beauty "$RAW/beauty/data" beauty beauty --raw "$BEAUTY"
 
   # 1. the CUDA tests (on a CPU they skip, which the report shows)
   want tests && step cuda-tests 120 "$PY" -m pytest tests/test_cuda.py -m cuda -q -rs -p no:cacheprovider \
@@ -363,7 +380,7 @@ else
   bench_step stepbf16 "bench-step batch $BIG_BATCH bf16" 60 bf16 "$BIG_BATCH" 3 1 ce "$RECE38" cce liger_ce \
       "$CHUNKED" sce
 
-  # 10. the kernels' own benchmark, then the profiler's table of rece (3,8)
+  # 10. the kernels' own benchmark
   if want kbench; then
     if [ "${KERNELS_BENCH:-0}" = 1 ]; then
       step "kernels.bench" 45 sh -c '"$0" -m rece_bench.kernels.bench "$@" > "$1" 2>&1; rc=$?; cat "$1"; exit $rc' \
@@ -371,6 +388,22 @@ else
           --json "$RAW/kernels_bench.json"
     else skip_step "kernels.bench" "no rece_bench.kernels.bench module"; fi
   fi
+
+  # 11. one epoch of Beauty with the paper's configuration (RECE n_b 907, n_ec 8, r 64; batch 4096; d 256)
+  if want beauty; then
+    if [ -n "$BEAUTY_SKIP" ]; then skip_step "beauty" "$BEAUTY_SKIP"
+    else
+      wait_bg beauty
+      quick_env=(); [ "$QUICK" = 1 ] && quick_env=(MAX_LEN=3 BATCH=1024 RECE_PARAMS="-p n_extra_chunks=1 -p rounds=1")
+      precision=""; has run --precision && precision=fp32  # GPU.md's epoch times are fp32
+      threads=4; [ "$DEVICE" = cpu ] && threads=1  # the loader's and the CPU's torch threads
+      step "beauty paper 1 epoch rece, ce" 150 env "${quick_env[@]}" CONFIG=paper DEVICE="$DEVICE" \
+          PRECISION="$precision" LOSSES="rece ce" RECE_EPOCHS=1 CE_EPOCHS=1 PATIENCE=1 RB="$RB" PY="$PY" \
+          RAW="$BEAUTY" THREADS="$threads" benchmarks/beauty_table3.sh "$RAW/beauty"
+    fi
+  fi
+
+  # 12. the profiler's table of rece (3,8)
   if want profile; then
     if has bench-loss --profile; then
       kernel=torch; [[ " ${KERNEL_LOSSES:-} " == *" rece "* ]] && kernel=triton
@@ -381,35 +414,13 @@ else
     else skip_step "profile" "bench-loss has no --profile"; fi
   fi
 
-  # 11. the README's whole-step table at batch 32 (fp32): seven configurations, then every other loss
+  # 13. the README's whole-step table at batch 32 (fp32): seven configurations, then every other loss
   CONFIGS=(ce "$RECE38" "$RECE11" "$CHUNKED" ce_neg:n_negatives=256 bce:n_negatives=256 gbce:n_negatives=256)
   for name in ${LOSSES_fp32:-}; do
     case " ce rece ce_chunked bce gbce ce_neg " in *" $name "*) ;; *) CONFIGS+=("$name") ;; esac
   done
   bench_step step32 "bench-step batch ${SMALL_STEPS[1]} fp32" 90 fp32 "${SMALL_STEPS[1]}" "${SMALL_STEPS[3]}" \
       "${SMALL_STEPS[5]}" "${CONFIGS[@]}"
-
-  # 12. one epoch of Beauty with the paper's configuration (RECE n_b 907, n_ec 8, r 64; batch 4096; d 256)
-  if want beauty; then
-    BEAUTY=${BEAUTY:-}
-    if [ -z "$BEAUTY" ]; then
-      for candidate in shared/data/beauty_s3rec.txt ../shared/data/beauty_s3rec.txt; do
-        [ -f "$candidate" ] && BEAUTY=$(realpath "$candidate") && break
-      done
-    fi
-    if [ -z "$BEAUTY" ] || [ ! -f "$BEAUTY" ]; then
-      skip_step "beauty" "no Beauty file (shared/ does not travel: carry it in an ignored folder, pass BEAUTY=path)"
-    elif [ "$QUICK" = 1 ] && [ -z "${BEAUTY_QUICK:-}" ]; then
-      skip_step "beauty" "QUICK (BEAUTY_QUICK=1 runs it with tiny settings)"
-    else
-      quick_env=(); [ "$QUICK" = 1 ] && quick_env=(MAX_LEN=3 BATCH=1024 RECE_PARAMS="-p n_extra_chunks=1 -p rounds=1")
-      precision=""; has run --precision && precision=fp32  # GPU.md's epoch times are fp32
-      BEAUTY_THREADS=4; [ "$DEVICE" = cpu ] && BEAUTY_THREADS=1  # the loader's and the CPU's torch threads
-      step "beauty paper 1 epoch rece, ce" 150 env "${quick_env[@]}" CONFIG=paper DEVICE="$DEVICE" PRECISION="$precision" \
-          LOSSES="rece ce" RECE_EPOCHS=1 CE_EPOCHS=1 PATIENCE=1 RB="$RB" PY="$PY" RAW="$BEAUTY" THREADS="$BEAUTY_THREADS" \
-          benchmarks/beauty_table3.sh "$RAW/beauty"
-    fi
-  fi
 fi
 
 # the report, whatever ran
