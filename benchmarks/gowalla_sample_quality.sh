@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 source benchmarks/common.sh
 RB=${RB:-.venv/bin/rece-bench}
 OUT=${OUT:-results/gowalla-sample}
-COMMON=(--dataset gowalla --epochs 80 --patience 10 --batch-size 16 --max-len 200 --results-dir "$OUT" "${DEVICE_ARGS[@]}")
+COMMON=(--dataset gowalla --epochs 80 --patience 10 --batch-size 16 --max-len 200 --results-dir "$OUT"
+        "${DEVICE_ARGS[@]}")
 [ -d datasets/gowalla ] || $RB prepare gowalla --raw ../shared/data/gowalla_nyc.txt.gz
 $RB popularity --dataset gowalla --results-dir "$OUT"
 run_every_loss "$RB" "${COMMON[@]}"

@@ -76,7 +76,8 @@ else
   STEP_LEN=200; BIG_BATCH=${BIG_BATCH:-256}; SMALL_STEPS=(--batch-size 32 --steps 5 --warmup 2)
 fi
 SKIP=${SKIP:-}
-SIZES="{\"c_main\": $C_MAIN, \"c_big\": $C_BIG, \"n_small\": $N_SMALL, \"n_big\": $N_BIG, \"big_batch\": $BIG_BATCH, \"set\": \"$SET\"}"
+SIZES="{\"c_main\": $C_MAIN, \"c_big\": $C_BIG, \"n_small\": $N_SMALL, \"n_big\": $N_BIG,"
+SIZES+=" \"big_batch\": $BIG_BATCH, \"set\": \"$SET\"}"  # for the report's headings and targets
 RECE38=rece:n_extra_chunks=3,rounds=8,kernel=torch
 RECE11=rece:n_extra_chunks=1,rounds=1,kernel=torch
 CHUNKED=ce_chunked:kernel=torch
@@ -220,7 +221,9 @@ loss_args() {
   local spec loss pairs pair kept
   for spec in "$@"; do
     loss=${spec%%:*}; pairs=""; [[ $spec == *:* ]] && pairs=${spec#*:}
-    if ! available "$loss" "$precision"; then echo "   ($loss is not available at $precision: left out)" >&2; continue; fi
+    if ! available "$loss" "$precision"; then
+      echo "   ($loss: not registered, or unavailable at $precision: left out)" >&2; continue
+    fi
     kept=()
     for pair in ${pairs//,/ }; do
       if [[ $pair == kernel=* ]] && [[ " ${KERNEL_LOSSES:-} " != *" $loss "* ]]; then
@@ -251,7 +254,8 @@ step_dir() {
 loss_step() {
   local group=$1 name=$2 cap=$3 precision=$4 positions=$5 items=$6 repeats=$7; shift 7
   want "$group" || return 0
-  local prec; prec=$(precision_args bench-loss "$precision") || { skip_step "$name" "bench-loss has no --precision"; return; }
+  local prec
+  prec=$(precision_args bench-loss "$precision") || { skip_step "$name" "bench-loss has no --precision"; return; }
   local args; mapfile -t args < <(loss_args loss "$precision" "$@")
   [ "${#args[@]}" -gt 0 ] || { skip_step "$name" "no loss of this step available at $precision"; return; }
   local extra=("${LOSS_EXTRA[@]}"); has bench-loss --ops && extra+=(--ops)
@@ -266,7 +270,8 @@ bench_step() {
   local group=$1 name=$2 cap=$3 precision=$4 batch=$5 steps=$6 warmup=$7; shift 7
   want "$group" || return 0
   wait_prepare_synth
-  local prec; prec=$(precision_args bench-step "$precision") || { skip_step "$name" "bench-step has no --precision"; return; }
+  local prec
+  prec=$(precision_args bench-step "$precision") || { skip_step "$name" "bench-step has no --precision"; return; }
   local args; mapfile -t args < <(loss_args config "$precision" "$@")
   [ "${#args[@]}" -gt 0 ] || { skip_step "$name" "no loss of this step available at $precision"; return; }
   local dir; dir=$(step_dir "$name" "$precision" "")
@@ -328,7 +333,8 @@ else
     wait_bg "$MISSION_NAME"
     mkdir -p "$RAW/mission"
     for precision in bf16 fp32; do
-      if ! prec=$(precision_args run "$precision"); then skip_step "run rece --budget 2GB $precision" "run has no --precision"
+      if ! prec=$(precision_args run "$precision"); then
+        skip_step "run rece --budget 2GB $precision" "run has no --precision"
       else
         # shellcheck disable=SC2086
         step "run rece --budget 2GB $precision" 60 "$RB" run --loss rece --budget 2GB --device "$DEVICE" $prec \

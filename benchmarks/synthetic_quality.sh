@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 source benchmarks/common.sh
 RB=${RB:-.venv/bin/rece-bench}
 OUT=${OUT:-results/synthetic}
-COMMON=(--dataset synthetic --epochs 40 --patience 3 --batch-size 128 --max-len 50 --results-dir "$OUT" "${DEVICE_ARGS[@]}")
+COMMON=(--dataset synthetic --epochs 40 --patience 3 --batch-size 128 --max-len 50 --results-dir "$OUT"
+        "${DEVICE_ARGS[@]}")
 [ -d datasets/synthetic ] || $RB prepare synthetic
 $RB popularity --dataset synthetic --max-len 50 --results-dir "$OUT"
 run_every_loss "$RB" "${COMMON[@]}"
