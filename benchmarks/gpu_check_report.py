@@ -466,7 +466,10 @@ def issue22_section(loss_rows: list[dict], raw: Path) -> list[str]:
         "| loss | params | C | N | precision | torch time | torch peak | triton time | triton peak | torch / triton |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in [r for r in loss_rows if r["kernel"] == "triton"]:
+    triton_rows = [r for r in loss_rows if r["kernel"] == "triton"]
+    if not triton_rows:
+        lines[-2:] = ["no triton rows"]
+    for r in triton_rows:
         rece = (r["shape_params"].get("n_extra_chunks"), r["shape_params"].get("rounds"))
         torch_row = find(loss_rows, r["loss"], r["num_items"], r["n_positions"], r["precision"], "torch", rece)
         tt, xt = measured(torch_row, "median_time_s"), measured(r, "median_time_s")
@@ -563,9 +566,13 @@ def profile_section(raw: Path) -> list[str]:
     return [f"`{files[0].name}` (first 40 lines):", "", "```", *text[:40], "```"]
 
 
-def commands_section(steps: list[dict]) -> list[str]:
-    lines = ["```"]
-    lines += [f"# {s['step']}\n{s['command']}" for s in steps if s["command"] not in ("", "-")]
+def commands_section(steps: list[dict], raw: Path) -> list[str]:
+    """Every step's command as run; the script's wrapper of the CLI (RAW/rece-bench) shown as ``rece-bench``."""
+    wrapper = str(raw / "rece-bench")
+    lines = [f"(RAW = {raw})", "", "```"]
+    for s in steps:
+        if s["command"] not in ("", "-"):
+            lines += [f"# {s['step']}", s["command"].replace(wrapper, "rece-bench")]
     return lines + ["```"]
 
 
@@ -627,7 +634,7 @@ def main(outdir: Path, raw: Path) -> None:
         "8. Beauty, one epoch with the paper's configuration", keeping(lambda: beauty_section(raw), beauty_runs)
     )
     lines += guarded("Profile (bench-loss --profile)", lambda: profile_section(raw))
-    lines += guarded("Commands", lambda: commands_section(steps))
+    lines += guarded("Commands", lambda: commands_section(steps, raw))
     (outdir / "gpu_check.md").write_text("\n".join(lines) + "\n")
     kernels_bench = read_json(raw / "kernels_bench.json") if (raw / "kernels_bench.json").exists() else None
     summary = {
