@@ -98,10 +98,12 @@ step() {
   [ -n "${QUICK_CAP_S:-}" ] && [ "$cap" -gt "$QUICK_CAP_S" ] && cap=$QUICK_CAP_S
   local limit; limit=$(left)
   [ "$limit" -gt "$cap" ] && limit=$cap
+  LAST_RC=skipped
   if [ "$limit" -lt 5 ]; then skip_step "$name" "no time left"; return; fi
   echo "== $name (limit ${limit} s): $*"
   local t0 rc; t0=$(date +%s)
   timeout -k 10 "$limit" "$@"; rc=$?
+  LAST_RC=$rc
   record "$name" "$rc" "$(( $(date +%s) - t0 ))" "$limit" "$*"
   [ "$rc" = 124 ] && echo "== $name: stopped at its limit of ${limit} s"
 }
@@ -159,6 +161,18 @@ for dist, module in (("triton", "triton"), ("cut-cross-entropy", "cut_cross_entr
     except importlib.metadata.PackageNotFoundError:
         env[dist] = "installed (no metadata)" if importlib.util.find_spec(module) else "absent"
 feats = {"options": {}, "available": {}, "unavailable": {}, "kernel_losses": [], "errors": []}
+
+
+def _parse_param(loss):
+    from rece_bench.bench_loss import parse_param
+    return parse_param(f"{loss}.kernel=triton")
+
+
+def _parse_config(loss):
+    from rece_bench.cli.bench import parse_loss_config
+    return parse_loss_config(f"{loss}:kernel=triton")
+
+
 try:
     import typer.main
     from rece_bench.cli import app
@@ -171,10 +185,17 @@ try:
     from rece_bench.device import resolve_device
     from rece_bench.losses.base import lookup
     device = resolve_device(sys.argv[3])
+    feats["kernel_cli"] = {"bench-loss": [], "bench-step": []}
     for loss in all_losses():
         cls = lookup(loss)
         if any(spec.name == "kernel" for spec in cls.params):
             feats["kernel_losses"].append(loss)
+            for kind, parse in (("bench-loss", _parse_param), ("bench-step", _parse_config)):
+                try:  # can the command pass kernel=... to this loss? (a str parameter some parsers refuse)
+                    parse(loss)
+                    feats["kernel_cli"][kind].append(loss)
+                except Exception as exc:
+                    feats["errors"].append(f"{kind} cannot pass {loss}'s kernel parameter: {exc}")
         for precision in ("fp32", "bf16", "fp16"):
             reason = None
             if hasattr(cls, "unavailable_reason"):
@@ -198,6 +219,8 @@ with open(sys.argv[2], "w") as out:
     for precision in ("fp32", "bf16", "fp16"):
         print(f"LOSSES_{precision}={shlex.quote(' '.join(feats['available'].get(precision, [])))}", file=out)
     print(f"KERNEL_LOSSES={shlex.quote(' '.join(feats['kernel_losses']))}", file=out)
+    for kind, losses in feats.get("kernel_cli", {}).items():
+        print(f"KERNEL_CLI_{kind.replace('-', '_')}={shlex.quote(' '.join(losses))}", file=out)
     print(f"KERNELS_BENCH={int(feats['kernels_bench'])}", file=out)
 print("environment:", {k: v for k, v in env.items() if k != "features"})
 print("losses available:", feats["available"], "unavailable:", feats["unavailable"])
@@ -218,7 +241,8 @@ available() { local v="LOSSES_$2"; [[ " ${!v:-} " == *" $1 "* ]]; }  # available
 # has no kernel parameter (torch is then its only path), a loss asked for another kernel is left out.
 loss_args() {
   local kind=$1 precision=$2; shift 2
-  local spec loss pairs pair kept
+  local spec loss pairs pair kept cli_var=KERNEL_CLI_bench_loss
+  [ "$kind" = config ] && cli_var=KERNEL_CLI_bench_step
   for spec in "$@"; do
     loss=${spec%%:*}; pairs=""; [[ $spec == *:* ]] && pairs=${spec#*:}
     if ! available "$loss" "$precision"; then
@@ -227,8 +251,14 @@ loss_args() {
     kept=()
     for pair in ${pairs//,/ }; do
       if [[ $pair == kernel=* ]] && [[ " ${KERNEL_LOSSES:-} " != *" $loss "* ]]; then
-        [ "$pair" = kernel=torch ] && continue
-        echo "   ($loss has no kernel parameter: $pair left out)" >&2; continue 2
+        [ "$pair" = kernel=torch ] && continue  # torch is its only path
+        echo "   ($loss has no kernel parameter: $loss:$pair left out)" >&2; continue 2
+      fi
+      if [[ $pair == kernel=* ]] && [[ " ${!cli_var:-} " != *" $loss "* ]]; then
+        if [ "$pair" = kernel=torch ]; then
+          echo "   ($loss: this command cannot pass $pair; the row runs the loss's default kernel)" >&2; continue
+        fi
+        echo "   ($loss: this command cannot pass $pair: $loss:$pair left out)" >&2; continue 2
       fi
       kept+=("$pair")
     done
@@ -261,8 +291,25 @@ loss_step() {
   local extra=("${LOSS_EXTRA[@]}"); has bench-loss --ops && extra+=(--ops)
   local dir; dir=$(step_dir "$name" "$precision" "$positions")
   # shellcheck disable=SC2086  # $prec is empty or one option and its value
-  step "$name" "$cap" "$RB" bench-loss --device "$DEVICE" $prec --items "$items" --positions "$positions" --dim 64 \
-      --repeats "$repeats" "${extra[@]}" "${args[@]}" --results-dir "$dir"
+  local common=(--device "$DEVICE" $prec --items "$items" --positions "$positions" --dim 64 --repeats "$repeats")
+  step "$name" "$cap" "$RB" bench-loss "${common[@]}" "${extra[@]}" "${args[@]}" --results-dir "$dir"
+  # A loss that raises (exit 1; only out-of-memory is a row) ends the command: the losses after it run alone.
+  [ "$LAST_RC" = 1 ] && [ $# -gt 1 ] || return 0
+  local done_losses spec one
+  done_losses=" $("$PY" - "$dir" <<'EOF_ROWS'
+import json, sys
+from pathlib import Path
+print(*{row["loss"] for path in Path(sys.argv[1], "bench-loss").glob("*.json")
+        for row in json.loads(path.read_text()).get("rows", [])})
+EOF_ROWS
+) "
+  for spec in "$@"; do
+    [[ $done_losses == *" ${spec%%:*} "* ]] && continue
+    mapfile -t one < <(loss_args loss "$precision" "$spec" 2> /dev/null)
+    [ "${#one[@]}" -gt 0 ] || continue
+    step "$name [${spec%%:*} alone]" 30 "$RB" bench-loss "${common[@]}" "${extra[@]}" "${one[@]}" --results-dir "$dir"
+    done_losses+="${spec%%:*} "
+  done
 }
 
 # bench_step GROUP NAME CAP PRECISION BATCH STEPS WARMUP SPEC...: one bench-step command on the synthetic set
@@ -360,6 +407,8 @@ else
 
   # 6. issue 22: the Triton kernels (the torch rows are the steps above, kernel=torch)
   if want triton && [ -z "${KERNEL_LOSSES:-}" ]; then skip_step "triton" "no loss has a kernel parameter"
+  elif want triton && [ -z "${KERNEL_CLI_bench_loss:-}" ]; then
+    skip_step "triton" "bench-loss cannot pass kernel=triton (see the environment's feature probe errors)"
   else
     loss_step triton "triton fp32 C=$C_MAIN,$C_BIG N=$N_SMALL" 45 fp32 "$N_SMALL" "$C_MAIN,$C_BIG" "$REPEATS_KEY" \
         ce_chunked:kernel=triton rece:n_extra_chunks=3,rounds=8,kernel=triton
@@ -389,7 +438,8 @@ else
   # 10. the kernels' own benchmark
   if want kbench; then
     if [ "${KERNELS_BENCH:-0}" = 1 ]; then
-      step "kernels.bench" 45 sh -c '"$0" -m rece_bench.kernels.bench "$@" > "$1" 2>&1; rc=$?; cat "$1"; exit $rc' \
+      step "kernels.bench" 45 sh -c 'out=$1; shift; "$0" -m rece_bench.kernels.bench "$@" > "$out" 2>&1
+          rc=$?; cat "$out"; exit $rc' \
           "$PY" "$RAW/kernels_bench.txt" --items "$C_MAIN,$C_BIG" --positions "$N_SMALL" --repeats "$REPEATS" \
           --json "$RAW/kernels_bench.json"
     else skip_step "kernels.bench" "no rece_bench.kernels.bench module"; fi
@@ -412,7 +462,7 @@ else
   # 12. the profiler's table of rece (3,8)
   if want profile; then
     if has bench-loss --profile; then
-      kernel=torch; [[ " ${KERNEL_LOSSES:-} " == *" rece "* ]] && kernel=triton
+      kernel=torch; [[ " ${KERNEL_CLI_bench_loss:-} " == *" rece "* ]] && kernel=triton
       LOSS_EXTRA=(--profile "$RAW/profile")
       loss_step profile "profile rece (3,8) kernel=$kernel fp32" 30 fp32 "$N_SMALL" "$C_MAIN" 1 \
           "rece:n_extra_chunks=3,rounds=8,kernel=$kernel"

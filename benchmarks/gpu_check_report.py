@@ -94,8 +94,9 @@ def read_json(path: Path) -> object | None:
         return None
 
 
-def read_rows(raw: Path) -> tuple[list[dict], list[dict]]:
-    """bench-loss and bench-step rows of every step folder, each with its step, precision and kernel."""
+def read_rows(raw: Path, kernel_losses: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
+    """bench-loss and bench-step rows of every step folder, each with its step, precision and kernel (``default``
+    for a loss of ``kernel_losses`` run without a kernel parameter: the loss chose)."""
     loss_rows, step_rows = [], []
     for meta_path in sorted((raw / "steps").glob("*/meta.json")):
         meta = read_json(meta_path) or {}
@@ -103,17 +104,17 @@ def read_rows(raw: Path) -> tuple[list[dict], list[dict]]:
         for path in sorted((folder / "bench-loss").glob("*.json")):
             data = read_json(path) or {}
             for row in data.get("rows", []) if isinstance(data, dict) else []:
-                loss_rows.append(annotate(row, meta, path))
+                loss_rows.append(annotate(row, meta, path, kernel_losses))
         for path in sorted((folder / "bench-step").glob("*.json")):
             data = read_json(path)
             for row in data if isinstance(data, list) else (data or {}).get("rows", []):
-                step_rows.append(annotate(row, meta, path))
+                step_rows.append(annotate(row, meta, path, kernel_losses))
     return loss_rows, step_rows
 
 
-def annotate(row: dict, meta: dict, path: Path) -> dict:
+def annotate(row: dict, meta: dict, path: Path, kernel_losses: tuple[str, ...] = ()) -> dict:
     params = dict(row.get("params") or {})
-    kernel = str(params.pop("kernel", "torch"))
+    kernel = str(params.pop("kernel", "default" if row.get("loss") in kernel_losses else "torch"))
     return {
         **row,
         "precision": row.get("precision") or meta.get("precision", "fp32"),
@@ -154,7 +155,8 @@ def find(
     kernel: str = "torch",
     rece: tuple[int, int] | None = (3, 8),
 ) -> dict | None:
-    """The measured row of that configuration (the last one, ok preferred), or None."""
+    """The measured row of that configuration (the last one, ok preferred), or None. Asked for the torch kernel,
+    a row whose loss chose its own kernel (``default``) stands in where no explicit torch row exists."""
     n_ec, rounds = rece if (loss == "rece" and rece) else (None, None)
     match = [
         r
@@ -163,8 +165,9 @@ def find(
         and r.get("num_items") == items
         and r.get("n_positions") == positions
         and r["precision"] == precision
-        and r["kernel"] == kernel
+        and (r["kernel"] == kernel or (kernel == "torch" and r["kernel"] == "default"))
     ]
+    match.sort(key=lambda r: r["kernel"] == kernel)  # an exact kernel last: it wins
     ok = [r for r in match if r.get("status") == "ok"]
     return (ok or match or [None])[-1]
 
@@ -254,16 +257,20 @@ def mission_section(raw: Path, steps: list[dict]) -> tuple[list[str], list[dict]
     return lines, runs
 
 
-def autocast_section(rows: list[dict]) -> list[str]:
-    """Every loss at S.c_main, S.n_small in bf16 (autocast) beside fp32, from the 'every loss' steps."""
+def autocast_section(rows: list[dict], available: dict[str, list[str]]) -> list[str]:
+    """Every loss at S.c_main, S.n_small in bf16 (autocast) beside fp32, from the 'every loss' steps. A loss
+    available at a precision whose step ran but left no row of it (it raised: see the log) shows 'no row'."""
     mine = [r for r in rows if r["step"].startswith("every loss")]
+    ran = {r["precision"] for r in mine}
     lines = [
         "| loss | params | bf16 status | bf16 time | bf16 peak | bf16 ops | fp32 status | fp32 time | fp32 peak "
         "| fp32 ops | bf16 value vs fp32 (<= 1%) | runs under autocast |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for loss in dict.fromkeys(r["loss"] for r in mine):
+    expected = [loss for precision in ("bf16", "fp32") if precision in ran for loss in available.get(precision, [])]
+    for loss in dict.fromkeys([r["loss"] for r in mine] + expected):
         by = {r["precision"]: r for r in mine if r["loss"] == loss}
+        missing = {p for p in ("bf16", "fp32") if p in ran and p not in by and loss in available.get(p, [])}
         bf, fp = by.get("bf16"), by.get("fp32")
         diff, diff_ok = "-", None
         if measured(bf, "loss_value") is not None and measured(fp, "loss_value"):
@@ -271,16 +278,18 @@ def autocast_section(rows: list[dict]) -> list[str]:
             diff_ok = rel <= 0.01
             diff = f"{rel:.2%} {verdict(diff_ok)}"
         cells = []
-        for r in (bf, fp):
-            status = "-" if r is None else (r["status"] if r["status"] == "ok" else (r.get("note") or r["status"]))
+        for precision, r in (("bf16", bf), ("fp32", fp)):
+            status = "no row (see the log)" if precision in missing else "-"
+            if r is not None:
+                status = r["status"] if r["status"] == "ok" else (r.get("note") or r["status"])
             cells += [
                 status,
                 ms(measured(r, "median_time_s")),
                 mib(measured(r, "peak_bytes")),
                 "-" if r is None else op_counts(r),
             ]
-        params = params_label((bf or fp)["shape_params"])
-        runs = None if bf is None else bf.get("status") == "ok"
+        params = params_label((bf or fp or {}).get("shape_params") or {})
+        runs = False if "bf16" in missing else (None if bf is None else bf.get("status") == "ok")
         lines.append(f"| {loss} | {params} | {' | '.join(cells)} | {diff} | {verdict(runs)} |")
     return lines if mine else ["no rows"]
 
@@ -321,7 +330,7 @@ def issue19_section(loss_rows: list[dict], step_rows: list[dict]) -> list[str]:
                 r
                 for r in step_rows
                 if is_config(r, "rece", 3, 8)
-                and r["kernel"] == "torch"
+                and r["kernel"] in ("torch", "default")
                 and r["precision"] == precision
                 and r.get("batch_size") == S.big_batch
             ),
@@ -342,7 +351,7 @@ def issue19_section(loss_rows: list[dict], step_rows: list[dict]) -> list[str]:
         "The grid (bench-loss forward+backward, D 64; peak: CUDA allocator, inputs and gradients included):",
         "",
     ]
-    wanted = [r for r in loss_rows if r["loss"] in ("rece", "ce_chunked", "sce") and r["kernel"] == "torch"]
+    wanted = [r for r in loss_rows if r["loss"] in ("rece", "ce_chunked", "sce") and r["kernel"] != "triton"]
     return lines + grid_table(wanted)
 
 
@@ -605,7 +614,7 @@ def main(outdir: Path, raw: Path) -> None:
     vars(S).update(env.get("sizes") or {})
     steps = read_steps(outdir / "steps.tsv")
     tests = read_tests(outdir / "cuda_tests.xml")
-    loss_rows, step_rows = read_rows(raw)
+    loss_rows, step_rows = read_rows(raw, tuple((env.get("features") or {}).get("kernel_losses") or ()))
     mission_runs: list[dict] = []
     claims: list[dict] = []
     beauty_runs: list[dict] = []
@@ -621,7 +630,7 @@ def main(outdir: Path, raw: Path) -> None:
     )
     lines += guarded(
         f"3. Every loss under autocast (bench-loss, C {S.c_main:,}, N {S.n_small:,}, D 64)",
-        lambda: autocast_section(loss_rows),
+        lambda: autocast_section(loss_rows, (env.get("features") or {}).get("available") or {}),
     )
     lines += guarded("4. Issue 19: RECE at GPU speed", lambda: issue19_section(loss_rows, step_rows))
     lines += guarded("5. Issue 20: the exact kernels (CCE, Liger) beside ours", lambda: issue20_section(loss_rows))

@@ -43,7 +43,9 @@ def test_the_report_puts_each_target_beside_its_measured_value(report, tmp_path)
     out, raw = tmp_path / "out", tmp_path / "raw"
     out.mkdir()
     (out / "steps.tsv").write_text("cuda-tests\t0\t40\t120\tpytest\nfp32 grid\t124\t40\t40\trece-bench bench-loss\n")
-    (out / "env.json").write_text(json.dumps({"device": "cuda", "sizes": {"c_main": 1000, "n_small": 64}}))
+    available = {"bf16": ["ce_chunked", "sce"], "fp32": ["ce_chunked", "rece", "sce"]}
+    env = {"device": "cuda", "sizes": {"c_main": 1000, "n_small": 64}, "features": {"available": available}}
+    (out / "env.json").write_text(json.dumps(env))
     r38 = {"n_extra_chunks": 3, "rounds": 8}
     _step_dir(raw, "every loss fp32", "fp32", "bench-loss", [
         _loss_row("rece", 1000, 64, 0.040, 600, {**r38, "kernel": "torch"}),  # 40 ms, 600 MiB: both targets met
@@ -70,6 +72,7 @@ def test_the_report_puts_each_target_beside_its_measured_value(report, tmp_path)
     assert "| RECE (3,8) triton time, C 1,000 N 64 fp32 | 10.0 ms | <= 15.0 ms | PASS |" in md
     assert "| ce_chunked | - | torch | 1,000 | 64 | fp32 | ok | 50.0 ms |" in md  # the grid keeps the torch rows
     assert "20.00% MISS" in md  # bf16 value against fp32's
+    assert "| sce | - | no row (see the log) | - | - | - | no row (see the log) |" in md  # available, yet no row
     assert "| fp32 grid | stopped at its limit | 40 | 40 |" in md
     summary = json.loads((out / "gpu_check.json").read_text())
     assert len(summary["bench_loss"]) == 5 and summary["bench_loss"][0]["kernel"] in ("torch", "triton")
