@@ -29,7 +29,8 @@
 #   BEAUTY_QUICK=1: `DEVICE=cpu QUICK=1 benchmarks/gpu_check.sh /tmp/gc` is the CPU smoke run, 2-4 minutes on the
 #   shared 2-core CPU), TOTAL_S (460), ONLY / SKIP (space-separated step groups above, e.g. ONLY="beauty kbench"
 #   for a second run), RAW (raw rows and data; default OUTDIR.raw, beside OUTDIR: OUTDIR keeps 6 files: log.txt,
-#   steps.tsv, env.json, cuda_tests.xml, gpu_check.md, gpu_check.json), WHEELS (.whl), SITE (/tmp/site),
+#   steps.tsv, env.json, cuda_tests.xml, gpu_check.md, gpu_check.json; where only a folder's few files come back,
+#   make OUTDIR that folder or name RAW outside it: RAW=/tmp/gc-raw), WHEELS (.whl), SITE (/tmp/site),
 #   BEAUTY (the Beauty file; default shared/data/beauty_s3rec.txt in the checkout, else ../shared/data/...; only the
 #   repository travels to a device machine, so carry the file in an ignored folder and name it here).
 # Python: PY if given; else .venv/bin/python if its torch suits DEVICE; else a python3 whose own torch has CUDA and
