@@ -34,7 +34,9 @@ from rece_bench.kernels._runtime import (
     upcast_dots,
 )
 
-_NEG = -1.0e30  # finite stand-in for -inf in running maxima: exp(m_old - m_new) stays finite
+# A finite stand-in for -inf in running maxima: exp(m_old - m_new) stays finite. A constexpr: a kernel may
+# read no other kind of global.
+_NEG = tl.constexpr(-1.0e30)
 
 
 def _forward_kernel(

@@ -33,7 +33,9 @@ import triton.language as tl
 
 from rece_bench.kernels._runtime import Tiles, block_dim, cdiv, dot_precision, jitted, upcast_dots
 
-_NEG = -1.0e30  # finite stand-in for -inf: running maxima and empty partitions stay finite, no NaN from inf - inf
+# A finite stand-in for -inf: running maxima and empty partitions stay finite, no NaN from inf - inf. A
+# constexpr: a kernel may read no other kind of global.
+_NEG = tl.constexpr(-1.0e30)
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ class _ReceWindow(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, orders: WindowOrders, plan: WindowPlan, tiles: Tiles):  # noqa: ANN001
         launch = _Launch(hidden, item_emb, targets, orders, plan, tiles)
-        lse = torch.full((hidden.shape[0],), _NEG, dtype=torch.float32, device=hidden.device)  # (N,)
+        lse = torch.full((hidden.shape[0],), _NEG.value, dtype=torch.float32, device=hidden.device)  # (N,)
         kernel = jitted(_forward_kernel)
         for q in range(_rounds(orders)):
             kernel[launch.position_grid()](
