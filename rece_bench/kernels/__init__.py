@@ -13,8 +13,14 @@ Triton's interpreter when ``TRITON_INTERPRET=1`` is set (slow: for tests at tiny
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
+
+log = logging.getLogger(__name__)
+KERNEL_CHOICES = ("auto", "torch", "triton")
+KERNEL_HELP = "'torch', 'triton' (fused Triton kernels) or 'auto' (Triton where measured faster on the device)."
+_SAID: set[str] = set()  # reasons already logged, so each is said once per process
 
 INSTALL_HINT = "pip install 'rece-bench[kernels]'"
 
@@ -69,5 +75,8 @@ def use_triton(loss: str, kernel: str, device: object) -> bool:
         if reason is not None:
             raise UserError(f"kernel='triton' for {loss}: {reason}")
         return True
+    if reason is not None and "not installed" in reason and reason not in _SAID:
+        _SAID.add(reason)
+        log.info("the losses run their torch paths (%s)", reason)
     device_type = getattr(device, "type", str(device))
     return reason is None and (loss, device_type) in MEASURED_FASTER

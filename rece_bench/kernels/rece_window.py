@@ -322,3 +322,12 @@ def _check(hidden: torch.Tensor, item_emb: torch.Tensor, orders: WindowOrders, p
         raise ValueError("pos_order must be (r, N) and item_order (r, C)")
     if orders.pos_order.shape[0] > 1 and (orders.pos_chunk is None or orders.item_chunk is None):
         raise ValueError("rounds after the first need the chunk tables pos_chunk (r, N) and item_chunk (r, C)")
+
+
+def rece_window_from(
+    hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, plan: object, rounds: object
+) -> torch.Tensor:
+    """(N,) RECE loss from the torch path's plan and rounds (rece.RecePlan, rece.Rounds: read by attribute)."""
+    window_plan = WindowPlan(plan.n_chunks, plan.pos_per_chunk, plan.items_per_chunk, plan.n_extra)
+    orders = WindowOrders(rounds.pos_order, rounds.item_order, rounds.pos_chunk, rounds.item_chunk)
+    return rece_window_loss(hidden, item_emb, targets, orders, window_plan)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_float, register
+from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
+from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_choice, check_float, register
 from rece_bench.losses.ce import CrossEntropy
 from rece_bench.losses.sampling import add_positive_grad, positive_logits
 
@@ -61,7 +62,10 @@ def chunked_cross_entropy(
 class ChunkedCrossEntropy(Loss):
     name = "ce_chunked"
     description = "Exact full cross-entropy computed over blocks of items; never holds the (N, C) logits."
-    params = (ParamSpec("block_mib", "float", 32.0, "Working memory of one block of logits, in MiB."),)
+    params = (
+        ParamSpec("block_mib", "float", 32.0, "Working memory of one block of logits, in MiB."),
+        ParamSpec("kernel", "str", "auto", KERNEL_HELP),
+    )
     label = "CE (chunked)"
     report_rank = 50
     # The same loss as full CE, value and gradient: it trains and compares like CE.
@@ -69,13 +73,18 @@ class ChunkedCrossEntropy(Loss):
     paper_presets = CrossEntropy.paper_presets
     paper_results = CrossEntropy.paper_results
 
-    def __init__(self, num_items: int, block_mib: float = 32.0) -> None:
+    def __init__(self, num_items: int, block_mib: float = 32.0, kernel: str = "auto") -> None:
         super().__init__(num_items)
         self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
+        self.kernel = check_choice("kernel", kernel, KERNEL_CHOICES)
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
+        if use_triton(self.name, self.kernel, hidden.device):
+            from rece_bench.kernels.linear_ce import linear_cross_entropy
+
+            return linear_cross_entropy(hidden, item_emb, targets).mean()
         return chunked_cross_entropy(hidden, item_emb, targets, int(self.block_mib * _MIB)).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
