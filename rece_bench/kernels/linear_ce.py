@@ -13,8 +13,8 @@ Recomputing the logits twice costs one more N C D product than a single backward
 would; it buys determinism and no float32 (C, D) accumulator beside the gradient (44 MB at C 173,511, D 64).
 
 Accumulation is float32 for every input dtype; for bf16/fp16 the probabilities are rounded to the input dtype
-before the tensor-core products (as flash attention does); float32 inputs use IEEE products (no TF32), like
-torch's default matmul. Gradients come back in the inputs' dtype, the per-position loss in float32.
+before the tensor-core products (as flash attention does); float32 inputs use _runtime.FP32_DOT_PRECISION
+(three-pass TF32, float32-level accuracy). Gradients come back in the inputs' dtype, the per-position loss in float32.
 
 This module imports triton: import it only when a kernel is to run (rece_bench.kernels.triton_available).
 """
@@ -144,9 +144,9 @@ def _grad_items_kernel(
 
 
 def default_tiles(device: torch.device, dtype: torch.dtype) -> Tiles:
-    """Tiles for a real GPU: 64 positions x 128 items (a float32 (64, 128) logit tile in registers), 8 warps for
-    float32's IEEE (FMA) products, 4 for tensor cores. Not yet tuned on a GPU (see the notes of issue 22)."""
-    return Tiles(rows=64, cols=128, num_warps=8 if dtype == torch.float32 else 4, num_stages=3)
+    """Tiles for a real GPU: 64 positions x 128 items (a float32 (64, 128) logit tile in registers), 8 warps
+    (4 would hold 64 float32 logits per thread beside the operands). Not yet tuned on a GPU (notes of issue 22)."""
+    return Tiles(rows=64, cols=128, num_warps=8, num_stages=3)
 
 
 def split_count(n_positions: int, num_items: int, tiles: Tiles, device: torch.device) -> int:

@@ -22,8 +22,9 @@ def _compile(fn, signature: dict, constants: dict) -> None:  # noqa: ANN001
 
 def all_kernels() -> None:
     from rece_bench.kernels import linear_ce, rece_window
+    from rece_bench.kernels._runtime import FP32_DOT_PRECISION
 
-    for dtype, precision in (("fp32", "ieee"), ("bf16", "tf32")):
+    for dtype, precision in (("fp32", FP32_DOT_PRECISION), ("bf16", "tf32")):
         inputs = {"h_ptr": f"*{dtype}", "e_ptr": f"*{dtype}", "y_ptr": "*i64"}
         sizes = {"N": "i32", "C": "i32", "D": "i32"}
         const = {"BLOCK_N": 16, "BLOCK_C": 16, "BLOCK_D": 16, "PRECISION": precision, "UPCAST": False}
