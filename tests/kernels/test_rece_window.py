@@ -5,6 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.parametrize("check", ["one_round", "three_rounds", "bf16_two_rounds", "rejects_bad_plan"])
+@pytest.mark.parametrize("check", ["one_round", "three_rounds", "half_precision_two_rounds", "rejects_bad_plan"])
 def test_rece_window(interpreted, check: str) -> None:
     interpreted(f"checks_rece_window:{check}")
