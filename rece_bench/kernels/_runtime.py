@@ -1,31 +1,41 @@
-"""What every kernel module shares: jit-compiling the kernels on first use, tile sizes, small helpers.
+"""What every kernel module shares: tile sizes, the float32 product helper, small size helpers.
 
 Triton decides at decoration time whether ``triton.jit`` gives a compiled or an interpreted kernel (it reads
-``TRITON_INTERPRET`` then), and its own standard library (tl.max, tl.sum, ...) is decorated when triton is
-imported. So the interpreter mode of a process is fixed by the variable's value when triton is first
-imported: the tests run the kernels in subprocesses that set it first. The kernels are written as plain
-functions and decorated here on first use (keyed by the mode too, so a mismatch is never silently cached).
+``TRITON_INTERPRET`` then), and its own standard library (tl.max, tl.sum, ...) is decorated when triton is first
+imported. So a process's interpreter mode is fixed when it first imports triton: the tests run the kernels in
+subprocesses that set the variable first, and ``triton_available`` refuses a CPU run where it came too late.
+
+This module imports triton: only the kernel modules import it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import triton
+import triton.language as tl
+
 from rece_bench.kernels import interpreting
 
-_JITTED: dict[tuple[bool, Callable[..., Any]], Any] = {}
+
+@triton.jit
+def dot_f32(a, b, PRECISION: tl.constexpr, UPCAST: tl.constexpr):  # noqa: ANN001, ANN201
+    """a @ b accumulated in float32; with UPCAST (the interpreter and bf16, see upcast_dots) the tiles are cast to
+    float32 first."""
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, input_precision=PRECISION)
 
 
-def jitted(fn: Callable[..., Any]) -> Any:
-    """``triton.jit(fn)`` for the current interpreter mode, made once per (mode, function)."""
-    key = (interpreting(), fn)
-    if key not in _JITTED:
-        import triton
-
-        _JITTED[key] = triton.jit(fn)
-    return _JITTED[key]
+@triton.jit
+def gather_rows(ptr, ids, ok, D, BLOCK_D: tl.constexpr):  # noqa: ANN001, ANN201
+    """(len(ids), BLOCK_D) tile of rows ``ids`` of a (rows, D) row-major table; masked rows and columns read 0."""
+    dims = tl.arange(0, BLOCK_D)
+    return tl.load(
+        ptr + ids.to(tl.int64)[:, None] * D + dims[None, :], mask=ok[:, None] & (dims[None, :] < D), other=0.0
+    )
 
 
 @dataclass(frozen=True)

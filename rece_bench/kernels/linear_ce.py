@@ -22,14 +22,16 @@ This module imports triton: import it only when a kernel is to run (rece_bench.k
 from __future__ import annotations
 
 import torch
+import triton
 import triton.language as tl
 
 from rece_bench.kernels._runtime import (
     Tiles,
     block_dim,
     cdiv,
+    dot_f32,
     dot_precision,
-    jitted,
+    gather_rows,
     multiprocessors,
     upcast_dots,
 )
@@ -39,16 +41,17 @@ from rece_bench.kernels._runtime import (
 _NEG = tl.constexpr(-1.0e30)
 
 
+@triton.jit
 def _forward_kernel(
     h_ptr, e_ptr, y_ptr, lse_ptr, pos_ptr, N, C, D, cols_per_split,  # noqa: ANN001
-    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):  # fmt: skip
     """Per (position tile, split): partial log-sum-exp over the split's items and the positive's logit there."""
     split = tl.program_id(1)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
     row_ok = rows < N
-    h = tl.load(h_ptr + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & (dims[None, :] < D), other=0.0)
+    h = gather_rows(h_ptr, rows, row_ok, D, BLOCK_D)  # (BLOCK_N, BLOCK_D)
     y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
     run_max = tl.full((BLOCK_N,), _NEG, tl.float32)
     run_sum = tl.zeros((BLOCK_N,), tl.float32)
@@ -58,12 +61,8 @@ def _forward_kernel(
     for c0 in range(start, stop, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_ok = cols < stop
-        e_rows = e_ptr + cols.to(tl.int64)[:, None] * D + dims[None, :]
-        e = tl.load(e_rows, mask=col_ok[:, None] & (dims[None, :] < D), other=0.0)  # (BLOCK_C, BLOCK_D)
-        a, b = h, tl.trans(e)
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_N, BLOCK_C) float32
+        e = gather_rows(e_ptr, cols, col_ok, D, BLOCK_D)  # (BLOCK_C, BLOCK_D)
+        logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_N, BLOCK_C) float32
         logits = tl.where(col_ok[None, :], logits, _NEG)
         new_max = tl.maximum(run_max, tl.max(logits, 1))
         probs = tl.where(col_ok[None, :], tl.exp(logits - new_max[:, None]), 0.0)
@@ -74,17 +73,24 @@ def _forward_kernel(
     tl.store(pos_ptr + split * N + rows, positive, mask=row_ok)
 
 
+@triton.jit
+def _grad_logits(logits, cols, col_ok, row_ok, y, lse, g):  # noqa: ANN001, ANN201
+    """d (sum_t g_t loss_t) / d logit_tj = g_t (softmax_tj - [j = y_t]), 0 outside the real rows and columns."""
+    probs = tl.where(row_ok[:, None] & col_ok[None, :], tl.exp(logits - lse[:, None]) * g[:, None], 0.0)
+    return probs - tl.where(cols[None, :] == y[:, None], g[:, None], 0.0)
+
+
+@triton.jit
 def _grad_hidden_kernel(
     h_ptr, e_ptr, y_ptr, lse_ptr, g_ptr, dh_ptr, N, C, D, cols_per_split,  # noqa: ANN001
-    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):  # fmt: skip
     """Per (position tile, split): sum over the split's items of g_t (softmax_tj - [j = y_t]) e_j, float32."""
     split = tl.program_id(1)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
     row_ok = rows < N
-    tile_ok = row_ok[:, None] & (dims[None, :] < D)
-    h = tl.load(h_ptr + rows[:, None] * D + dims[None, :], mask=tile_ok, other=0.0)
+    h = gather_rows(h_ptr, rows, row_ok, D, BLOCK_D)
     y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
     lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
     g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)
@@ -94,53 +100,40 @@ def _grad_hidden_kernel(
     for c0 in range(start, stop, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_ok = cols < stop
-        e_rows = e_ptr + cols.to(tl.int64)[:, None] * D + dims[None, :]
-        e = tl.load(e_rows, mask=col_ok[:, None] & (dims[None, :] < D), other=0.0)  # (BLOCK_C, BLOCK_D)
-        a, b = h, tl.trans(e)
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_N, BLOCK_C)
-        probs = tl.exp(logits - lse[:, None]) * g[:, None]
-        probs = tl.where(row_ok[:, None] & col_ok[None, :], probs, 0.0)
-        probs -= tl.where(cols[None, :] == y[:, None], g[:, None], 0.0)
-        a, b = probs.to(e.dtype), e
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        acc += tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_N, BLOCK_C) x (BLOCK_C, BLOCK_D)
-    tl.store(dh_ptr + split * N * D + rows[:, None] * D + dims[None, :], acc, mask=tile_ok)
+        e = gather_rows(e_ptr, cols, col_ok, D, BLOCK_D)  # (BLOCK_C, BLOCK_D)
+        logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_N, BLOCK_C)
+        probs = _grad_logits(logits, cols, col_ok, row_ok, y, lse, g)
+        acc += dot_f32(probs.to(e.dtype), e, PRECISION, UPCAST)  # (BLOCK_N, BLOCK_C) x (BLOCK_C, BLOCK_D)
+    dims = tl.arange(0, BLOCK_D)
+    tl.store(
+        dh_ptr + split * N * D + rows[:, None] * D + dims[None, :], acc, mask=row_ok[:, None] & (dims[None, :] < D)
+    )
 
 
+@triton.jit
 def _grad_items_kernel(
     h_ptr, e_ptr, y_ptr, lse_ptr, g_ptr, de_ptr, N, C, D,  # noqa: ANN001
-    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):  # fmt: skip
     """Per item tile: sum over all positions of g_t (softmax_tj - [j = y_t]) h_t, written once per item row."""
     cols = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    dims = tl.arange(0, BLOCK_D)
     col_ok = cols < C
-    e_tile_ok = col_ok[:, None] & (dims[None, :] < D)
-    e_rows = cols.to(tl.int64)[:, None] * D + dims[None, :]
-    e = tl.load(e_ptr + e_rows, mask=e_tile_ok, other=0.0)  # (BLOCK_C, BLOCK_D)
+    e = gather_rows(e_ptr, cols, col_ok, D, BLOCK_D)  # (BLOCK_C, BLOCK_D)
     acc = tl.zeros((BLOCK_C, BLOCK_D), tl.float32)
     for n0 in range(0, N, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         row_ok = rows < N
-        h = tl.load(h_ptr + rows[:, None] * D + dims[None, :], mask=row_ok[:, None] & (dims[None, :] < D), other=0.0)
+        h = gather_rows(h_ptr, rows, row_ok, D, BLOCK_D)  # (BLOCK_N, BLOCK_D)
         y = tl.load(y_ptr + rows, mask=row_ok, other=-1)
         lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0)
         g = tl.load(g_ptr + rows, mask=row_ok, other=0.0)
-        a, b = h, tl.trans(e)
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_N, BLOCK_C)
-        probs = tl.exp(logits - lse[:, None]) * g[:, None]
-        probs = tl.where(row_ok[:, None] & col_ok[None, :], probs, 0.0)
-        probs -= tl.where(cols[None, :] == y[:, None], g[:, None], 0.0)
-        a, b = tl.trans(probs.to(h.dtype)), h
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        acc += tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_C, BLOCK_N) x (BLOCK_N, D)
-    tl.store(de_ptr + e_rows, acc.to(de_ptr.dtype.element_ty), mask=e_tile_ok)
+        logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_N, BLOCK_C)
+        probs = _grad_logits(logits, cols, col_ok, row_ok, y, lse, g)
+        acc += dot_f32(tl.trans(probs.to(h.dtype)), h, PRECISION, UPCAST)  # (BLOCK_C, BLOCK_N) x (BLOCK_N, D)
+    dims = tl.arange(0, BLOCK_D)
+    out = de_ptr + cols.to(tl.int64)[:, None] * D + dims[None, :]
+    tl.store(out, acc.to(de_ptr.dtype.element_ty), mask=col_ok[:, None] & (dims[None, :] < D))
 
 
 def default_tiles(device: torch.device, dtype: torch.dtype) -> Tiles:
@@ -165,9 +158,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         pos_parts = torch.empty_like(lse_parts)
         meta = _meta(tiles, dim, hidden.dtype)
         grid = (cdiv(n, tiles.rows), splits)
-        jitted(_forward_kernel)[grid](
-            hidden, item_emb, targets, lse_parts, pos_parts, n, num_items, dim, per_split, **meta
-        )
+        _forward_kernel[grid](hidden, item_emb, targets, lse_parts, pos_parts, n, num_items, dim, per_split, **meta)
         lse = torch.logsumexp(lse_parts, dim=0)  # (splits, N) -> (N,)
         ctx.save_for_backward(hidden, item_emb, targets, lse)
         ctx.tiles, ctx.splits, ctx.per_split = tiles, splits, per_split
@@ -181,11 +172,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad = grad_loss.to(torch.float32).contiguous()
         meta = _meta(tiles, dim, hidden.dtype)
         dh_parts = torch.empty(splits, n, dim, dtype=torch.float32, device=hidden.device)  # (splits, N, D)
-        jitted(_grad_hidden_kernel)[(cdiv(n, tiles.rows), splits)](
+        _grad_hidden_kernel[(cdiv(n, tiles.rows), splits)](
             hidden, item_emb, targets, lse, grad, dh_parts, n, num_items, dim, ctx.per_split, **meta
         )
         grad_items = torch.empty_like(item_emb)
-        jitted(_grad_items_kernel)[(cdiv(num_items, tiles.cols),)](
+        _grad_items_kernel[(cdiv(num_items, tiles.cols),)](
             hidden, item_emb, targets, lse, grad, grad_items, n, num_items, dim, **meta
         )
         return dh_parts.sum(dim=0).to(hidden.dtype), grad_items, None, None, None

@@ -29,9 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import triton
 import triton.language as tl
 
-from rece_bench.kernels._runtime import Tiles, block_dim, cdiv, dot_precision, jitted, upcast_dots
+from rece_bench.kernels._runtime import Tiles, block_dim, cdiv, dot_f32, dot_precision, gather_rows, upcast_dots
 
 # A finite stand-in for -inf: running maxima and empty partitions stay finite, no NaN from inf - inf. A
 # constexpr: a kernel may read no other kind of global.
@@ -62,6 +63,37 @@ class WindowOrders:
     item_chunk: torch.Tensor | None  # (r, C) integer: chunk of item j in round q (slot // I)
 
 
+@triton.jit
+def _kept(items, y, pos, row_ok, col_ok, pos_chunk_ptr, item_chunk_ptr, q, N, C, n_ec):  # noqa: ANN001, ANN201
+    """(rows, cols) bool: the pair is a real candidate of round q, not the positive (it joins the partition once,
+    in torch) and not scored in an earlier round q' (|chunk_q'(j) - chunk_q'(t)| <= n_ec there)."""
+    keep = row_ok[:, None] & col_ok[None, :] & (items[None, :] != y[:, None])
+    for earlier in range(0, q):
+        pos_chunk = tl.load(pos_chunk_ptr + earlier * N + pos, mask=row_ok, other=0).to(tl.int32)
+        item_chunk = tl.load(item_chunk_ptr + earlier * C + items, mask=col_ok, other=0).to(tl.int32)
+        keep = keep & (tl.abs(item_chunk[None, :] - pos_chunk[:, None]) > n_ec)
+    return keep
+
+
+@triton.jit
+def _chunk_positions(pos_order_ptr, q, N, P, c, p0, BLOCK_P: tl.constexpr):  # noqa: ANN001, ANN201
+    """Positions (and which are real) at slots c P + p0 .. + BLOCK_P of round q's order, within chunk c."""
+    rows = p0 + tl.arange(0, BLOCK_P)
+    row_ok = (rows < P) & (c * P + rows < N)
+    return tl.load(pos_order_ptr + q * N + c * P + rows, mask=row_ok, other=0), row_ok
+
+
+@triton.jit
+def _window_items(item_order_ptr, q, C, I, c, n_ec, w0, BLOCK_W: tl.constexpr):  # noqa: ANN001, ANN201, E741
+    """Items (and which are real) at columns w0 .. + BLOCK_W of chunk c's window in round q: item slots from
+    (c - n_ec) I; columns past W and slots outside 0..C-1 (pad slots) are not real."""
+    cols = w0 + tl.arange(0, BLOCK_W)
+    slots = (c - n_ec) * I + cols
+    ok = (cols < (1 + 2 * n_ec) * I) & (slots >= 0) & (slots < C)
+    return tl.load(item_order_ptr + q * C + slots, mask=ok, other=0), ok
+
+
+@triton.jit
 def _forward_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lse_ptr,  # noqa: ANN001
     q, N, C, D, P, I, n_ec,  # noqa: ANN001, E741
@@ -70,32 +102,16 @@ def _forward_kernel(
 ):  # fmt: skip
     """Round q, one tile of position chunk c: fold the log-sum-exp over its unique candidates into lse (N,)."""
     c = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    slots = c * P + rows
-    row_ok = (rows < P) & (slots < N)
-    dims = tl.arange(0, BLOCK_D)
-    pos = tl.load(pos_order_ptr + q * N + slots, mask=row_ok, other=0)
-    h = tl.load(h_ptr + pos[:, None] * D + dims[None, :], mask=row_ok[:, None] & (dims[None, :] < D), other=0.0)
+    pos, row_ok = _chunk_positions(pos_order_ptr, q, N, P, c, tl.program_id(1) * BLOCK_P, BLOCK_P)
+    h = gather_rows(h_ptr, pos, row_ok, D, BLOCK_D)  # (BLOCK_P, BLOCK_D)
     y = tl.load(y_ptr + pos, mask=row_ok, other=-1)
     run_max = tl.full((BLOCK_P,), _NEG, tl.float32)
     run_sum = tl.zeros((BLOCK_P,), tl.float32)
-    first = (c - n_ec) * I  # item slot of the window's first column
     for w0 in range(0, (1 + 2 * n_ec) * I, BLOCK_W):
-        cols = w0 + tl.arange(0, BLOCK_W)
-        item_slots = first + cols
-        col_ok = (cols < (1 + 2 * n_ec) * I) & (item_slots >= 0) & (item_slots < C)  # pad slots out
-        items = tl.load(item_order_ptr + q * C + item_slots, mask=col_ok, other=0)
-        e_rows = e_ptr + items.to(tl.int64)[:, None] * D + dims[None, :]
-        e = tl.load(e_rows, mask=col_ok[:, None] & (dims[None, :] < D), other=0.0)  # (BLOCK_W, BLOCK_D)
-        a, b = h, tl.trans(e)
-        if UPCAST:  # the interpreter multiplies bf16 as raw bits: exact float32 products
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_P, BLOCK_W) float32
-        keep = row_ok[:, None] & col_ok[None, :] & (items[None, :] != y[:, None])  # the positive joins once, later
-        for earlier in range(0, q):  # pairs an earlier round scored: |chunk(j) - chunk(t)| <= n_ec there
-            pos_chunk = tl.load(pos_chunk_ptr + earlier * N + pos, mask=row_ok, other=0).to(tl.int32)
-            item_chunk = tl.load(item_chunk_ptr + earlier * C + items, mask=col_ok, other=0).to(tl.int32)
-            keep = keep & (tl.abs(item_chunk[None, :] - pos_chunk[:, None]) > n_ec)
+        items, col_ok = _window_items(item_order_ptr, q, C, I, c, n_ec, w0, BLOCK_W)
+        e = gather_rows(e_ptr, items, col_ok, D, BLOCK_D)  # (BLOCK_W, BLOCK_D)
+        logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_P, BLOCK_W) float32
+        keep = _kept(items, y, pos, row_ok, col_ok, pos_chunk_ptr, item_chunk_ptr, q, N, C, n_ec)
         logits = tl.where(keep, logits, _NEG)
         new_max = tl.maximum(run_max, tl.max(logits, 1))
         probs = tl.where(keep, tl.exp(logits - new_max[:, None]), 0.0)
@@ -107,6 +123,7 @@ def _forward_kernel(
     tl.store(lse_ptr + pos, top + tl.log(tl.exp(old - top) + tl.exp(tile_lse - top)), mask=row_ok)
 
 
+@triton.jit
 def _grad_hidden_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lz_ptr, g_ptr,  # noqa: ANN001
     dh_ptr, q, N, C, D, P, I, n_ec,  # noqa: ANN001, E741
@@ -115,43 +132,26 @@ def _grad_hidden_kernel(
 ):  # fmt: skip
     """Round q, one tile of position chunk c: dh_t += sum_j g_t softmax_tj e_j over its kept candidates."""
     c = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    slots = c * P + rows
-    row_ok = (rows < P) & (slots < N)
-    dims = tl.arange(0, BLOCK_D)
-    pos = tl.load(pos_order_ptr + q * N + slots, mask=row_ok, other=0)
-    tile_ok = row_ok[:, None] & (dims[None, :] < D)
-    h = tl.load(h_ptr + pos[:, None] * D + dims[None, :], mask=tile_ok, other=0.0)
+    pos, row_ok = _chunk_positions(pos_order_ptr, q, N, P, c, tl.program_id(1) * BLOCK_P, BLOCK_P)
+    h = gather_rows(h_ptr, pos, row_ok, D, BLOCK_D)  # (BLOCK_P, BLOCK_D)
     y = tl.load(y_ptr + pos, mask=row_ok, other=-1)
     log_z = tl.load(lz_ptr + pos, mask=row_ok, other=0.0)
     g = tl.load(g_ptr + pos, mask=row_ok, other=0.0)
     acc = tl.zeros((BLOCK_P, BLOCK_D), tl.float32)
-    first = (c - n_ec) * I
     for w0 in range(0, (1 + 2 * n_ec) * I, BLOCK_W):
-        cols = w0 + tl.arange(0, BLOCK_W)
-        item_slots = first + cols
-        col_ok = (cols < (1 + 2 * n_ec) * I) & (item_slots >= 0) & (item_slots < C)
-        items = tl.load(item_order_ptr + q * C + item_slots, mask=col_ok, other=0)
-        e_rows = e_ptr + items.to(tl.int64)[:, None] * D + dims[None, :]
-        e = tl.load(e_rows, mask=col_ok[:, None] & (dims[None, :] < D), other=0.0)  # (BLOCK_W, BLOCK_D)
-        a, b = h, tl.trans(e)
-        if UPCAST:
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_P, BLOCK_W)
-        keep = row_ok[:, None] & col_ok[None, :] & (items[None, :] != y[:, None])
-        for earlier in range(0, q):
-            pos_chunk = tl.load(pos_chunk_ptr + earlier * N + pos, mask=row_ok, other=0).to(tl.int32)
-            item_chunk = tl.load(item_chunk_ptr + earlier * C + items, mask=col_ok, other=0).to(tl.int32)
-            keep = keep & (tl.abs(item_chunk[None, :] - pos_chunk[:, None]) > n_ec)
+        items, col_ok = _window_items(item_order_ptr, q, C, I, c, n_ec, w0, BLOCK_W)
+        e = gather_rows(e_ptr, items, col_ok, D, BLOCK_D)  # (BLOCK_W, BLOCK_D)
+        logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_P, BLOCK_W)
+        keep = _kept(items, y, pos, row_ok, col_ok, pos_chunk_ptr, item_chunk_ptr, q, N, C, n_ec)
         probs = tl.where(keep, tl.exp(logits - log_z[:, None]) * g[:, None], 0.0)
-        a, b = probs.to(e.dtype), e
-        if UPCAST:
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        acc += tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_P, BLOCK_W) x (BLOCK_W, BLOCK_D)
-    out = dh_ptr + pos[:, None] * D + dims[None, :]
+        acc += dot_f32(probs.to(e.dtype), e, PRECISION, UPCAST)  # (BLOCK_P, BLOCK_W) x (BLOCK_W, BLOCK_D)
+    dims = tl.arange(0, BLOCK_D)
+    out = dh_ptr + pos[:, None] * D + dims[None, :]  # float32 (N, D); each position once per round
+    tile_ok = row_ok[:, None] & (dims[None, :] < D)
     tl.store(out, tl.load(out, mask=tile_ok, other=0.0) + acc, mask=tile_ok)
 
 
+@triton.jit
 def _grad_items_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lz_ptr, g_ptr,  # noqa: ANN001
     de_ptr, q, N, C, D, P, I, n_c, n_ec,  # noqa: ANN001, E741
@@ -161,41 +161,25 @@ def _grad_items_kernel(
     """Round q, one tile of item chunk k: de_j += sum_t g_t softmax_tj h_t over the position chunks k +- n_ec."""
     k = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
-    item_slots = k * I + cols
-    col_ok = (cols < I) & (item_slots < C)
-    dims = tl.arange(0, BLOCK_D)
-    items = tl.load(item_order_ptr + q * C + item_slots, mask=col_ok, other=0)
-    e_tile_ok = col_ok[:, None] & (dims[None, :] < D)
-    e_rows = items.to(tl.int64)[:, None] * D + dims[None, :]
-    e = tl.load(e_ptr + e_rows, mask=e_tile_ok, other=0.0)  # (BLOCK_I, BLOCK_D)
+    col_ok = (cols < I) & (k * I + cols < C)
+    items = tl.load(item_order_ptr + q * C + k * I + cols, mask=col_ok, other=0)
+    e = gather_rows(e_ptr, items, col_ok, D, BLOCK_D)  # (BLOCK_I, BLOCK_D)
     acc = tl.zeros((BLOCK_I, BLOCK_D), tl.float32)
     for c in range(tl.maximum(k - n_ec, 0), tl.minimum(k + n_ec + 1, n_c)):  # the windows that hold chunk k
         for p0 in range(0, P, BLOCK_P):
-            rows = p0 + tl.arange(0, BLOCK_P)
-            slots = c * P + rows
-            row_ok = (rows < P) & (slots < N)
-            pos = tl.load(pos_order_ptr + q * N + slots, mask=row_ok, other=0)
-            h_ok = row_ok[:, None] & (dims[None, :] < D)
-            h = tl.load(h_ptr + pos[:, None] * D + dims[None, :], mask=h_ok, other=0.0)  # (BLOCK_P, BLOCK_D)
+            pos, row_ok = _chunk_positions(pos_order_ptr, q, N, P, c, p0, BLOCK_P)
+            h = gather_rows(h_ptr, pos, row_ok, D, BLOCK_D)  # (BLOCK_P, BLOCK_D)
             y = tl.load(y_ptr + pos, mask=row_ok, other=-1)
             log_z = tl.load(lz_ptr + pos, mask=row_ok, other=0.0)
             g = tl.load(g_ptr + pos, mask=row_ok, other=0.0)
-            a, b = h, tl.trans(e)
-            if UPCAST:
-                a, b = a.to(tl.float32), b.to(tl.float32)
-            logits = tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_P, BLOCK_I)
-            keep = row_ok[:, None] & col_ok[None, :] & (items[None, :] != y[:, None])
-            for earlier in range(0, q):
-                pos_chunk = tl.load(pos_chunk_ptr + earlier * N + pos, mask=row_ok, other=0).to(tl.int32)
-                item_chunk = tl.load(item_chunk_ptr + earlier * C + items, mask=col_ok, other=0).to(tl.int32)
-                keep = keep & (tl.abs(item_chunk[None, :] - pos_chunk[:, None]) > n_ec)
+            logits = dot_f32(h, tl.trans(e), PRECISION, UPCAST)  # (BLOCK_P, BLOCK_I)
+            keep = _kept(items, y, pos, row_ok, col_ok, pos_chunk_ptr, item_chunk_ptr, q, N, C, n_ec)
             probs = tl.where(keep, tl.exp(logits - log_z[:, None]) * g[:, None], 0.0)
-            a, b = tl.trans(probs.to(h.dtype)), h
-            if UPCAST:
-                a, b = a.to(tl.float32), b.to(tl.float32)
-            acc += tl.dot(a, b, input_precision=PRECISION)  # (BLOCK_I, BLOCK_P) x (BLOCK_P, BLOCK_D)
-    out = de_ptr + e_rows
-    tl.store(out, tl.load(out, mask=e_tile_ok, other=0.0) + acc, mask=e_tile_ok)
+            acc += dot_f32(tl.trans(probs.to(h.dtype)), h, PRECISION, UPCAST)  # (BLOCK_I, BLOCK_P) x (BLOCK_P, D)
+    dims = tl.arange(0, BLOCK_D)
+    out = de_ptr + items.to(tl.int64)[:, None] * D + dims[None, :]  # float32 (C, D); each item once per round
+    tile_ok = col_ok[:, None] & (dims[None, :] < D)
+    tl.store(out, tl.load(out, mask=tile_ok, other=0.0) + acc, mask=tile_ok)
 
 
 @dataclass(frozen=True)
@@ -252,7 +236,7 @@ class _ReceWindow(torch.autograd.Function):
     def forward(ctx, hidden, item_emb, targets, orders: WindowOrders, plan: WindowPlan, tiles: Tiles):  # noqa: ANN001
         launch = _Launch(hidden, item_emb, targets, orders, plan, tiles)
         lse = torch.full((hidden.shape[0],), _NEG.value, dtype=torch.float32, device=hidden.device)  # (N,)
-        kernel = jitted(_forward_kernel)
+        kernel = _forward_kernel
         for q in range(_rounds(orders)):
             kernel[launch.position_grid()](
                 *launch.tables(), lse, *launch.sizes(q), plan.n_extra, **launch.meta("BLOCK_W")
@@ -276,10 +260,10 @@ class _ReceWindow(torch.autograd.Function):
         item_grid = (plan.n_chunks, cdiv(plan.items_per_chunk, launch.tiles.cols))
         for q in range(_rounds(launch.orders)):
             sizes = launch.sizes(q)
-            jitted(_grad_hidden_kernel)[launch.position_grid()](
+            _grad_hidden_kernel[launch.position_grid()](
                 *launch.tables(), log_z, grad, grad_hidden, *sizes, plan.n_extra, **launch.meta("BLOCK_W")
             )
-            jitted(_grad_items_kernel)[item_grid](
+            _grad_items_kernel[item_grid](
                 *launch.tables(), log_z, grad, grad_items, *sizes, plan.n_chunks, plan.n_extra, **launch.meta("BLOCK_I")
             )
         return grad_hidden.to(hidden.dtype), grad_items.to(item_emb.dtype), None, None, None, None
