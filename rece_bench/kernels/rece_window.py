@@ -93,7 +93,7 @@ def _window_items(item_order_ptr, q, C, I, c, n_ec, w0, BLOCK_W: tl.constexpr): 
     return tl.load(item_order_ptr + q * C + slots, mask=ok, other=0), ok
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["q"])  # one compilation for every round
 def _forward_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lse_ptr,  # noqa: ANN001
     q, N, C, D, P, I, n_ec,  # noqa: ANN001, E741
@@ -123,7 +123,7 @@ def _forward_kernel(
     tl.store(lse_ptr + pos, top + tl.log(tl.exp(old - top) + tl.exp(tile_lse - top)), mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["q"])  # one compilation for every round
 def _grad_hidden_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lz_ptr, g_ptr,  # noqa: ANN001
     dh_ptr, q, N, C, D, P, I, n_ec,  # noqa: ANN001, E741
@@ -151,7 +151,7 @@ def _grad_hidden_kernel(
     tl.store(out, tl.load(out, mask=tile_ok, other=0.0) + acc, mask=tile_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["q"])  # one compilation for every round
 def _grad_items_kernel(
     h_ptr, e_ptr, y_ptr, pos_order_ptr, item_order_ptr, pos_chunk_ptr, item_chunk_ptr, lz_ptr, g_ptr,  # noqa: ANN001
     de_ptr, q, N, C, D, P, I, n_c, n_ec,  # noqa: ANN001, E741
@@ -236,9 +236,8 @@ class _ReceWindow(torch.autograd.Function):
     def forward(ctx, hidden, item_emb, targets, orders: WindowOrders, plan: WindowPlan, tiles: Tiles):  # noqa: ANN001
         launch = _Launch(hidden, item_emb, targets, orders, plan, tiles)
         lse = torch.full((hidden.shape[0],), _NEG.value, dtype=torch.float32, device=hidden.device)  # (N,)
-        kernel = _forward_kernel
         for q in range(_rounds(orders)):
-            kernel[launch.position_grid()](
+            _forward_kernel[launch.position_grid()](
                 *launch.tables(), lse, *launch.sizes(q), plan.n_extra, **launch.meta("BLOCK_W")
             )
         positive = (hidden.float() * item_emb[targets].float()).sum(dim=1)  # (N, D) * (N, D) -> (N,)
