@@ -117,7 +117,8 @@ def _forward_kernel(
         probs = tl.where(keep, tl.exp(logits - new_max[:, None]), 0.0)
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(probs, 1)
         run_max = new_max
-    tile_lse = tl.where(run_sum > 0, run_max + tl.log(run_sum), _NEG)
+    # a kept candidate at the running maximum adds exp(0) = 1, so the sum is 0 (nothing kept) or at least 1
+    tile_lse = tl.where(run_sum > 0, run_max + tl.log(tl.maximum(run_sum, 1.0)), _NEG)
     old = tl.load(lse_ptr + pos, mask=row_ok, other=_NEG)
     top = tl.maximum(old, tile_lse)
     tl.store(lse_ptr + pos, top + tl.log(tl.exp(old - top) + tl.exp(tile_lse - top)), mask=row_ok)
