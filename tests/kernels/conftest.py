@@ -7,6 +7,7 @@ variable never reaches this process or other test modules, and what they importe
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -14,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("triton", reason="triton is not installed (pip install 'rece-bench[kernels]')")
-pytest.importorskip("numpy", reason="Triton's interpreter needs numpy")
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def interpreted():
     """Run ``module:function`` (from tests/kernels) under Triton's interpreter in a subprocess; fail with its
-    output when it fails. ``interpret=False`` runs it without the interpreter (``env`` adds variables)."""
+    output when it fails. ``interpret=False`` runs it without the interpreter (``env`` adds variables). Skips
+    (with the reason) only where triton or numpy is not installed."""
+    for module, why in (("triton", "pip install 'rece-bench[kernels]'"), ("numpy", "Triton's interpreter needs it")):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed ({why})")
 
     def run(target: str, interpret: bool = True, env: dict[str, str] | None = None) -> str:
         module, function = target.split(":")
