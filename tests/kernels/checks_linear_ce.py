@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rece_bench.kernels._runtime import Tiles
-from tests.kernels.helpers import assert_grad_close, grads_of, make_inputs
+from tests.kernels.helpers import assert_grad_close, fp32_tol, grads_of, make_inputs, on_device
 
 
 def dense_ce(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -17,20 +17,32 @@ def dense_ce(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor
     return torch.logsumexp(logits, dim=1) - logits.gather(1, targets[:, None]).squeeze(1)
 
 
-def check(n: int, c: int, d: int, dtype: torch.dtype, tiles: Tiles, splits: int, scale: float = 1.0) -> None:
+def check(
+    n: int,
+    c: int,
+    d: int,
+    dtype: torch.dtype,
+    tiles: Tiles | None,
+    splits: int | None,
+    scale: float = 1.0,
+    device: str = "cpu",
+) -> None:
+    """The kernel on ``device`` (tiles/splits None: the device's defaults) against float64 on the CPU."""
     from rece_bench.kernels.linear_ce import linear_cross_entropy
 
     hidden, item_emb, targets, grad_out = make_inputs(n, c, d, dtype, seed=n + c, scale=scale)
-    got = linear_cross_entropy(hidden, item_emb, targets, tiles=tiles, splits=splits)
+    dev_hidden, dev_items, dev_targets, dev_grad = on_device(device, hidden, item_emb, targets, grad_out)
+    got = linear_cross_entropy(dev_hidden, dev_items, dev_targets, tiles=tiles, splits=splits).cpu()
     assert got.dtype == torch.float32 and got.shape == (n,)
-    got_grads = grads_of(got, grad_out, hidden, item_emb)
+    got_grads = grads_of(got, grad_out, dev_hidden, dev_items)
     h64 = hidden.detach().double().requires_grad_()
     e64 = item_emb.detach().double().requires_grad_()
     want = dense_ce(h64, e64, targets)
     want_grads = grads_of(want, grad_out, h64, e64)
-    torch.testing.assert_close(got.double(), want.detach(), atol=2e-5, rtol=2e-6)
-    assert_grad_close(got_grads[0], want_grads[0], dtype, "grad hidden")
-    assert_grad_close(got_grads[1], want_grads[1], dtype, "grad item_emb")
+    tol = fp32_tol(device) if dtype == torch.float32 else None
+    torch.testing.assert_close(got.double(), want.detach(), atol=fp32_tol(device), rtol=2e-6)
+    assert_grad_close(got_grads[0], want_grads[0], dtype, "grad hidden", tol)
+    assert_grad_close(got_grads[1], want_grads[1], dtype, "grad item_emb", tol)
 
 
 def fp32() -> None:

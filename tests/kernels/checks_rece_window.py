@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from rece_bench.kernels._runtime import Tiles
-from tests.kernels.helpers import assert_grad_close, grads_of, make_inputs
+from tests.kernels.helpers import assert_grad_close, fp32_tol, grads_of, make_inputs, on_device
 
 
 def random_orders(n: int, c: int, rounds: int, p_size: int, i_size: int, seed: int, repeat_first: bool = False):
@@ -60,8 +60,10 @@ def check(
     dtype: torch.dtype,
     scale: float = 1.0,
     repeat_first: bool = False,
+    device: str = "cpu",
 ) -> None:
-    from rece_bench.kernels.rece_window import WindowPlan, rece_window_loss
+    """The kernels on ``device`` (tiny tiles on the CPU, the GPU's defaults elsewhere) against float64 on the CPU."""
+    from rece_bench.kernels.rece_window import WindowOrders, WindowPlan, rece_window_loss
 
     n, c, d = shape
     plan = WindowPlan(n_chunks, -(-n // n_chunks), -(-c // n_chunks), n_extra)
@@ -69,18 +71,21 @@ def check(
         n, c, rounds, plan.pos_per_chunk, plan.items_per_chunk, seed=n + rounds, repeat_first=repeat_first
     )
     hidden, item_emb, targets, grad_out = make_inputs(n, c, d, dtype, seed=c + rounds, scale=scale)
-    tiles = Tiles(rows=16, cols=16)
-    got = rece_window_loss(hidden, item_emb, targets, orders, plan, tiles=tiles)
+    tiles = Tiles(rows=16, cols=16) if device == "cpu" else None
+    dev_hidden, dev_items, dev_targets = on_device(device, hidden, item_emb, targets)
+    dev_orders = WindowOrders(*on_device(device, *vars(orders).values()))
+    got = rece_window_loss(dev_hidden, dev_items, dev_targets, dev_orders, plan, tiles=tiles).cpu()
     assert got.dtype == torch.float32 and got.shape == (n,)
-    got_grads = grads_of(got, grad_out, hidden, item_emb)
+    got_grads = grads_of(got, grad_out, dev_hidden, dev_items)
     h64, e64 = (x.detach().double().requires_grad_() for x in (hidden, item_emb))
     mask = candidate_mask(n, c, targets, orders, plan)
     assert mask.sum() > 0
     want = dense_rece(h64, e64, targets, mask)
     want_grads = grads_of(want, grad_out, h64, e64)
-    torch.testing.assert_close(got.double(), want.detach(), atol=2e-5, rtol=2e-6)
-    assert_grad_close(got_grads[0], want_grads[0], dtype, "grad hidden")
-    assert_grad_close(got_grads[1], want_grads[1], dtype, "grad item_emb")
+    tol = fp32_tol(device) if dtype == torch.float32 else None
+    torch.testing.assert_close(got.double(), want.detach(), atol=fp32_tol(device), rtol=2e-6)
+    assert_grad_close(got_grads[0], want_grads[0], dtype, "grad hidden", tol)
+    assert_grad_close(got_grads[1], want_grads[1], dtype, "grad item_emb", tol)
 
 
 def one_round() -> None:
