@@ -27,5 +27,6 @@ def test_linear_ce_on_cuda(dtype: torch.dtype) -> None:
 def test_rece_window_on_cuda(dtype: torch.dtype) -> None:
     from tests.kernels.checks_rece_window import check
 
-    # P 43 (a 64-row tile), I 126 (two 64-item tiles), W 378, 3 rounds with duplicates, pad slots at both ends
+    # P 43 (one 64-row tile), I 143 (three 64-item tiles, the last short), W 429 (7 tiles of 64, the last short),
+    # 3 rounds with duplicates, pad slots at both ends
     check((300, 1001, 64), n_chunks=7, n_extra=1, rounds=3, dtype=dtype, device="cuda")
