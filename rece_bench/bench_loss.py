@@ -4,8 +4,8 @@ Peak memory is measured with ``PeakMemory`` (live tensor bytes on CPU, the alloc
 first run; the inputs (hidden, item_emb, targets, the sampler batch) are live at the window's start and their
 gradients are made inside it, so both the peak including the inputs and the peak beyond them are reported.
 Time is the median of the remaining runs, outside the tracker (whose per-op hooks slow small ops); with one
-repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory is recorded as
-skipped, not run.
+repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory, or that cannot run here
+(``Loss.unavailable_reason``: a library, a GPU or a precision it needs), is recorded as skipped, not run.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class BenchLossRow:
     dim: int
     params: dict[str, Any]
     device: str
-    status: str  # "ok", "skipped" (estimated need above free memory) or "oom"
+    status: str  # "ok", "skipped" (cannot run here, or estimated need above free memory) or "oom"
     needs_bytes: int
     free_bytes: int | None
     peak_bytes: int | None = None  # inputs and their gradients included
@@ -213,10 +213,11 @@ def _one_step(loss: Any, inputs: dict[str, Any], device: str) -> tuple[float, fl
 
 
 def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRow:
-    """One loss at one catalogue size: skipped when it would not fit, else measured."""
+    """One loss at one catalogue size: skipped when it cannot run here or would not fit, else measured."""
     import torch
 
     from rece_bench.losses import build_loss
+    from rece_bench.losses.base import lookup
     from rece_bench.memory import PeakMemory
 
     params = config.params_of(name)
@@ -225,6 +226,9 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     free = free_memory_bytes(config.device)
     row = {"loss": name, "num_items": num_items, "n_positions": config.positions, "dim": config.dim,
            "params": params, "device": config.device, "needs_bytes": needs, "free_bytes": free}  # fmt: skip
+    unavailable = lookup(name).unavailable_reason(config.device, getattr(config, "precision", "fp32"))
+    if unavailable is not None:  # precision: branch i18core
+        return BenchLossRow(status="skipped", note=f"unavailable: {unavailable}", **row)
     if free is not None and needs > free:
         return BenchLossRow(status="skipped", note=f"skipped (needs {needs / 1e9:.1f} GB)", **row)
     inputs = make_inputs(config, num_items)

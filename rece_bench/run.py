@@ -18,7 +18,7 @@ from rece_bench.checkpoint import save_last
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import RunData
 from rece_bench.losses import build_loss
-from rece_bench.losses.base import lookup
+from rece_bench.losses.base import check_available, lookup
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunRecord, RunResult, make_run_id
 
@@ -58,7 +58,9 @@ def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch
 
 
 def build_loss_for(config: TrainConfig, data: RunData, device: torch.device) -> torch.nn.Module:
-    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``)."""
+    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``); a loss that cannot
+    run on this device and precision here (``Loss.unavailable_reason``) is a UserError, before anything is written."""
+    check_available(config.loss, device, getattr(config, "precision", "fp32"))  # precision: branch i18core
     wanted = lookup(config.loss).data_inputs
     inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
     return build_loss(config.loss, num_items=data.num_items, **config.loss_params, **inputs).to(device)
