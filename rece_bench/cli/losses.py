@@ -43,6 +43,7 @@ def losses_command() -> None:
 def _availability_note(name: str) -> str:
     """'' when the loss runs here at every precision; else why not, on this machine's best device (cuda if any)."""
     import torch
+    from rich.markup import escape
 
     from rece_bench.device import PRECISIONS
     from rece_bench.losses.base import lookup
@@ -53,8 +54,8 @@ def _availability_note(name: str) -> str:
     if not refused:
         return ""
     if len(refused) == len(reasons):
-        return f"\nUnavailable here: {reasons[refused[0]]}."
-    return f"\nNot at {', '.join(refused)}: {reasons[refused[0]]}."
+        return escape(f"\nUnavailable here: {reasons[refused[0]]}.")  # '[kernels]' is no markup
+    return escape(f"\nNot at {', '.join(refused)}: {reasons[refused[0]]}.")
 
 
 def bench_loss_command(

@@ -68,10 +68,10 @@ class CutCrossEntropy(Loss):
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
-        from cut_cross_entropy import linear_cross_entropy
-
         if self.impl == "cce":
             self._check_runnable(hidden, item_emb)
+        from cut_cross_entropy import linear_cross_entropy
+
         value = linear_cross_entropy(
             hidden, item_emb, targets, reduction="mean", filter_eps=self.filter_eps, impl=self.impl
         )  # (N, D), (C, D), (N,) -> scalar
