@@ -49,7 +49,7 @@ class SweepConfig:
 
         for loss in self.losses:
             ladder_for(loss, self.grid)  # an unknown loss fails here, before any training
-            check_available(loss, self.base.device, getattr(self.base, "precision", "fp32"))  # and one not runnable
+            check_available(loss, self.base.device, self.base.precision)  # and one not runnable
         object.__setattr__(self, "losses", tuple(dict.fromkeys(self.losses)))
         object.__setattr__(self, "budgets_bytes", tuple(sorted(set(self.budgets_bytes))))
 
@@ -127,7 +127,8 @@ def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
     train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
     return RunResult(
         run_id=run_id_of(train_config), dataset=train_config.dataset, loss=job.loss,
-        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device, status="failed",
+        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device,
+        precision=train_config.precision, status="failed",
         budget_bytes=job.budget_bytes, message=message,
     )  # fmt: skip
 
