@@ -3,7 +3,9 @@
 #   1. the CUDA tests (tests/test_cuda.py: every registered loss against itself on CPU in float64, the budget
 #      probe's CUDA cap, the allocator peak with NVML beside it, a run and a step benchmark on CUDA);
 #   2. `bench-loss` at C = 100,000 / 173,511 / 1,000,000 for every registered loss (RECE at (1, 1) and at (3, 8)),
-#      forward+backward at N 8,192, D 64, with the allocator's peak; full CE is skipped where it cannot fit;
+#      forward+backward at N 8,192, D 64, with the allocator's peak; full CE is skipped where it cannot fit; then in
+#      bf16 at C 173,511 and 1,000,000: the exact fused CEs of other projects (cce, liger_ce: where their kernels
+#      run; cce has no fp32 backward) beside ce, ce_chunked, rece and sce;
 #   3. `bench-step` on synth-gowalla (Gowalla's sizes, generated) for the README's seven configurations at batch 32,
 #      then CE and RECE (3, 8) at a larger batch (BIG_BATCH, 256): the paper's "12x less memory" read as the ratio
 #      CE peak / RECE peak of a whole step at the same batch;
@@ -103,7 +105,13 @@ if [ "$DEVICE" != cpu ] && ! torch_suits "$PY"; then
   echo "!! $PY has no CUDA torch: only the report is written"
   printf 'cuda\tno CUDA torch\t0\t0\n' >> "$STEPS"
 else
-  LOSS_NAMES=$("$PY" -c "from rece_bench.losses import LOSSES; print(' '.join(LOSSES))")  # new losses included
+  # every loss that runs on DEVICE in fp32 (new losses included; cce, liger_ce only where their kernels run)
+  LOSS_NAMES=$("$PY" -c "from rece_bench.losses import LOSSES; print(' '.join(n for n, c in LOSSES.items()
+               if c.unavailable_reason('$DEVICE', 'fp32') is None))")
+  # the exact fused CEs of other projects in bf16 (cce needs it) beside the losses a user weighs them against
+  BF16_NAMES=$("$PY" -c "from rece_bench.losses import LOSSES; print(' '.join(n for n in
+               ('ce', 'ce_chunked', 'rece', 'sce', 'cce', 'liger_ce') if LOSSES[n].unavailable_reason('$DEVICE', 'bf16') is None))")
+  BF16_ARGS=(); for name in $BF16_NAMES; do BF16_ARGS+=(--loss "$name"); done
   LOSS_ARGS=(); for name in $LOSS_NAMES; do LOSS_ARGS+=(--loss "$name"); done
   # The synthetic set is generated on the CPU while the GPU runs the tests and bench-loss.
   PREP_T0=$(date +%s)
@@ -128,6 +136,10 @@ else
   for items in "${ITEMS[@]}"; do
     step "bench-loss C=$items" 90 "$RB" bench-loss --device "$DEVICE" --items "$items" --positions "$POSITIONS" \
         --dim 64 --repeats "$REPEATS" "${LOSS_ARGS[@]}" --results-dir "$RAW"
+  done
+  for items in "${ITEMS[@]:1}"; do  # C 173,511 and 1,000,000 (the quick run: its larger size)
+    step "bench-loss bf16 C=$items" 60 "$RB" bench-loss --device "$DEVICE" --precision bf16 --items "$items" \
+        --positions "$POSITIONS" --dim 64 --repeats "$REPEATS" "${BF16_ARGS[@]}" --results-dir "$RAW"
   done
   step "bench-loss rece (3, 8)" 60 "$RB" bench-loss --device "$DEVICE" --items "$(IFS=,; echo "${ITEMS[*]}")" \
       --positions "$POSITIONS" --dim 64 --repeats "$REPEATS" --loss rece --param rece.n_extra_chunks=3 \

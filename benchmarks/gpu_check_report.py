@@ -64,17 +64,20 @@ def read_json_rows(folder: Path, key: str | None) -> list[dict]:
 
 
 def loss_table(rows: list[dict]) -> list[str]:
-    out = ["| loss | params | C | status | peak (inputs included) | beyond inputs | median s | CE peak / this |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    ce_peak = {r["num_items"]: r["peak_bytes"] for r in rows if r["loss"] == "ce" and r.get("peak_bytes")}
-    for r in sorted(rows, key=lambda r: (r["num_items"], r["loss"], params_label(r["params"]))):
-        ratio = "-"
-        if r.get("peak_bytes") and r["num_items"] in ce_peak and r["loss"] != "ce":
-            ratio = f"{ce_peak[r['num_items']] / r['peak_bytes']:.1f}x"
+    out = ["| precision | loss | params | C | status | peak (inputs included) | beyond inputs | median s | "
+           "CE peak / this |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    precision = lambda r: r.get("precision", "fp32")  # noqa: E731 - rows written before precisions were fp32
+    ce_peak = {
+        (r["num_items"], precision(r)): r["peak_bytes"] for r in rows if r["loss"] == "ce" and r.get("peak_bytes")
+    }
+    for r in sorted(rows, key=lambda r: (r["num_items"], precision(r), r["loss"], params_label(r["params"]))):
+        ratio, key = "-", (r["num_items"], precision(r))
+        if r.get("peak_bytes") and key in ce_peak and r["loss"] != "ce":  # CE at the same size and precision
+            ratio = f"{ce_peak[key] / r['peak_bytes']:.1f}x"
         status = r["status"] if r["status"] == "ok" else (r.get("note") or r["status"])
         median = "-" if r.get("median_time_s") is None else f"{r['median_time_s']:.4f}"
         peaks = f"{mib(r.get('peak_bytes'))} | {mib(r.get('peak_beyond_inputs_bytes'))}"
-        label = f"{r['loss']} | {params_label(r['params'])} | {r['num_items']:,}"
+        label = f"{precision(r)} | {r['loss']} | {params_label(r['params'])} | {r['num_items']:,}"
         out.append(f"| {label} | {status} | {peaks} | {median} | {ratio} |")
     return out
 
@@ -122,7 +125,7 @@ def main(outdir: Path, raw: Path) -> None:
         lines += [f"- skipped: {reason}" for reason in tests["skip_reasons"] if reason]
     else:
         lines.append("did not run")
-    heading = "## The losses alone (bench-loss: forward+backward, D 64, fp32; peak: CUDA allocator, CPU live tensors)"
+    heading = "## The losses alone (bench-loss: forward+backward, D 64; peak: CUDA allocator, CPU live tensors)"
     lines += ["", heading, ""]
     lines += loss_table(loss_rows) if loss_rows else ["no rows"]
     table, claims = step_table(step_rows) if step_rows else (["no rows"], [])
