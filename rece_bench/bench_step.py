@@ -24,6 +24,7 @@ from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.memory import PeakMemory
 from rece_bench.run import build_run
+from rece_bench.threads import DEFAULT_THREADS, check_threads, with_config_threads
 from rece_bench.train import load_run_data, loss_inputs, train_step
 
 
@@ -39,8 +40,10 @@ class StepBenchConfig:
     warmup: int = 1
     seed: int = 0
     device: str = "cpu"
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads)
 
     def __post_init__(self) -> None:
+        check_threads(self.threads)
         if not self.configs:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
         for name in ("batch_size", "max_len", "dim", "steps"):
@@ -128,6 +131,7 @@ def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, pa
     )  # fmt: skip
 
 
+@with_config_threads
 def run_step_benchmark(
     config: StepBenchConfig, on_row: Callable[[StepBenchRow], None] | None = None
 ) -> list[StepBenchRow]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rece_bench.errors import UserError
+from rece_bench.threads import check_threads
 
 
 def positive_int(owner: str, name: str, value: Any) -> None:
@@ -40,6 +42,7 @@ class TrainConfig:
     eval_items_chunk: int = 65_536
     budget_bytes: int | None = None
     track_memory_epochs: int = 1  # CPU only: epochs under live-tensor tracking (0 = all); see memory.Meter
+    threads: int = 1  # torch's intra-op threads (rece_bench.threads: one per job by default); timing only
 
     def __post_init__(self) -> None:
         owner = "train config"
@@ -51,8 +54,9 @@ class TrainConfig:
             raise UserError(f"{owner}: track_memory_epochs must be >= 0 (0 = all), got {self.track_memory_epochs}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"{owner}: dropout must be in [0, 1), got {self.dropout!r}: pass --dropout 0.3")
-        if not self.lr > 0:
-            raise UserError(f"{owner}: lr must be > 0, got {self.lr!r}: pass --lr 1e-3")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"{owner}: lr must be a finite number > 0, got {self.lr!r}: pass --lr 1e-3")
+        check_threads(self.threads)
         if self.dim % self.n_heads:
             raise UserError(f"{owner}: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if not self.dataset:
@@ -63,7 +67,7 @@ class TrainConfig:
         """Every knob that changes the result (not the device nor the evaluation chunking)."""
         params = asdict(self)
         not_knobs = ("dataset", "loss", "loss_params", "device", "eval_users_chunk", "eval_items_chunk")
-        for key in (*not_knobs, "track_memory_epochs"):
+        for key in (*not_knobs, "track_memory_epochs", "threads"):
             params.pop(key)
         params.update({f"loss.{k}": v for k, v in sorted(self.loss_params.items())})
         return params

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rece_bench.budget.choice import Choice
 from rece_bench.results import RunResult
+from rece_bench.threads import DEFAULT_THREADS
 
 DEMO_DATASET = "demo"
 
@@ -28,6 +29,7 @@ class DemoConfig:
     batch_size: int = 128
     max_len: int = 50
     seed: int = 1235
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads of each run (rece_bench.threads)
 
 
 ProgressFactory = Callable[[str], AbstractContextManager]
@@ -65,6 +67,7 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
         train_config = TrainConfig(
             dataset=DEMO_DATASET, loss=loss, epochs=config.epochs, patience=config.patience,
             batch_size=config.batch_size, max_len=config.max_len, seed=config.seed,
+            threads=config.threads,
         )  # fmt: skip
         with progress_for(loss) as progress:
             if config.budget_bytes is None:

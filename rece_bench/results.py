@@ -53,6 +53,7 @@ class RunResult:
     epochs: int = 0
     best_epoch: int = 0
     budget_bytes: int | None = None
+    threads: int | None = None  # torch's intra-op threads while it trained (None: written before it was kept)
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
     pid: int | None = None  # the process that wrote the file, on ``host``; see ``shown_status``

@@ -144,6 +144,7 @@ def result_of(
         epochs=state.epoch,
         best_epoch=state.best_epoch,
         budget_bytes=config.budget_bytes,
+        threads=config.threads,
         history=state.history,
         message=message,
     )

@@ -52,6 +52,7 @@ from rece_bench.run import (
     result_of,
     run_id_of,
 )
+from rece_bench.threads import with_config_threads
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,7 @@ def check_resume(record: RunRecord, folder: Path) -> None:
         raise UserError(f"nothing to resume: {why}: run the same command again without --resume")
 
 
+@with_config_threads
 def train_run(
     config: TrainConfig,
     data_root: Path | None,

@@ -18,6 +18,7 @@ from rece_bench.cli.common import (
     OptInt,
     ParamOption,
     ResultsDirOption,
+    ThreadsOption,
     check_device,
     console,
     default_of,
@@ -28,6 +29,7 @@ from rece_bench.cli.common import (
 from rece_bench.config import TrainConfig
 from rece_bench.demo import DemoConfig
 from rece_bench.errors import UserError
+from rece_bench.threads import job_threads
 
 
 class RichTrainingProgress:
@@ -155,6 +157,7 @@ def run(
     ] = default_of(TrainConfig, "track_memory_epochs"),
     budget: BudgetOption = None,
     grid: GridOption = None,
+    threads: ThreadsOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -171,7 +174,7 @@ def run(
         fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
         config = TrainConfig(
             dataset=dataset, loss=loss, seed=seed, device=check_device(device),
-            track_memory_epochs=track_memory_epochs, **fields,
+            track_memory_epochs=track_memory_epochs, threads=job_threads(threads), **fields,
         )  # fmt: skip
         if budget is None:
             result = _train_and_show(config, data_dir, results_dir, resume)
@@ -297,6 +300,7 @@ def demo(
     budget: Annotated[
         str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")
     ] = format_size(default_of(DemoConfig, "budget_bytes")).replace(" ", ""),
+    threads: ThreadsOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -307,7 +311,10 @@ def demo(
 
     with user_errors():
         budget_bytes = None if budget.lower() == "none" else _parse_budget(budget)
-        config = DemoConfig(data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes)
+        config = DemoConfig(
+            data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes,
+            threads=job_threads(threads),
+        )  # fmt: skip
         sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
         console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}")
         try:

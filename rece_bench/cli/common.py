@@ -89,6 +89,10 @@ BudgetOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
 ]
+ThreadsOption = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(help="Torch CPU threads per job (default 1 per job; on Ray, --cpus-per-job): fair timings."),
+]
 GridOption = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(help="TOML file of budget ladders per loss, replacing the built-in ones (Python 3.11+)."),

@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from rece_bench.bench_loss import BenchLossConfig
-from rece_bench.cli.common import ResultsDirOption, check_device, console, default_of, user_errors
+from rece_bench.cli.common import ResultsDirOption, ThreadsOption, check_device, console, default_of, user_errors
+from rece_bench.threads import job_threads
 
 if TYPE_CHECKING:
     from rece_bench.bench_loss import BenchLossRow
@@ -54,7 +55,7 @@ def bench_loss_command(
     seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = default_of(
         BenchLossConfig, "seed"
     ),
-    threads: Annotated[OptInt, typer.Option(help="Torch intra-op threads (default: torch's choice).")] = None,
+    threads: ThreadsOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
@@ -70,7 +71,7 @@ def bench_loss_command(
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
             params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=check_device(device),
-            seed=seed, threads=threads,
+            seed=seed, threads=job_threads(threads),
         )  # fmt: skip
         table = _bench_table()
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
