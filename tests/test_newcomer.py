@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from rece_bench.cli import app
@@ -82,3 +83,93 @@ def test_a_local_sweep_applies_threads_per_job(tmp_path, tiny_data_root):
     ran = _invoke(*args, "--threads", "2", "--data-dir", tiny_data_root, "--results-dir", results)
     assert ran.exit_code == 0, ran.output
     assert [row["threads"] for row in _saved(results)] == [2]
+
+
+# ---------------------------------------------------------------- 5. SIGTERM is Ctrl-C for every command
+
+
+def _cli_process(*args, cwd: Path | None = None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "160"}
+    env.pop("RECE_BENCH_FAULT", None)
+    code = "import sys; from rece_bench.cli import app; sys.argv[0] = 'rece-bench'; app()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_running(results: Path, process, timeout_s: float = 120.0) -> None:
+    """Until a result file of ``results`` says running (training has begun), or the process has ended."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        for path in (results / "runs").glob("*.json"):
+            try:
+                if json.loads(path.read_text())["status"] == "running":
+                    return
+            except (ValueError, KeyError):
+                pass  # not yet whole
+        time.sleep(0.05)
+    raise AssertionError(f"no run started under {results}: {process.communicate()}")
+
+
+def test_sigterm_stops_run_budget_like_ctrl_c(tmp_path, tiny_data_root):
+    """The real CLI in a subprocess: the result says interrupted, one line, exit 130 (SIGTERM's own is 143)."""
+    import signal
+
+    results = tmp_path / "results"
+    args = ["run", "--dataset", "tiny", "--budget", "1GB", "--dim", "16", "--epochs", "500", "--patience", "500"]
+    process = _cli_process(*args, "--max-len", "12", "--data-dir", tiny_data_root, "--results-dir", results)
+    _wait_for_running(results, process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    assert "interrupted" in out and "Traceback" not in out + err, (out, err)
+    assert [row["status"] for row in _saved(results)] == ["interrupted"]
+
+
+def test_sigterm_stops_a_sweep_and_the_demo_while_training(tmp_path, tiny_data_root, monkeypatch):
+    """In process (the same app callback sets the policy): SIGTERM at the first training step of each."""
+    import os
+    import signal
+
+    from rece_bench import train
+
+    monkeypatch.setattr(train, "fit", lambda *a: os.kill(os.getpid(), signal.SIGTERM))  # in train_run only
+    sweep = ["sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--max-len", "12"]
+    commands = {"sweep": [*sweep, "--data-dir", tiny_data_root], "demo": ["demo", "--data-dir", tmp_path / "data"]}
+    for name, args in commands.items():
+        results = tmp_path / name
+        result = _invoke(*args, "--results-dir", results)
+        assert result.exit_code == 130 and "interrupted" in result.output, (name, result.output)
+        statuses = [row["status"] for row in _saved(results) if row["loss"] != "popularity"]
+        assert statuses == ["interrupted"], (name, statuses)
+
+
+@pytest.mark.parametrize("command", ["bench-step", "prepare"])
+def test_sigterm_is_one_line_and_exit_130_in_every_command(command, tmp_path, monkeypatch):
+    """In process: each command's work sends this process SIGTERM; the app's policy turns it into Ctrl-C."""
+    import os
+    import signal
+
+    from rece_bench import bench_step, demo
+    from rece_bench.data import prepare
+
+    def terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    for module, name in ((demo, "run_demo"), (bench_step, "load_run_data"), (prepare, "prepare_dataset")):
+        monkeypatch.setattr(module, name, terminate)
+    args = {"demo": ["demo"], "bench-step": ["bench-step", "--dataset", "x"], "prepare": ["prepare", "synthetic"]}
+    previous = signal.getsignal(signal.SIGTERM)
+    results = [] if command == "prepare" else ["--results-dir", tmp_path / "results"]
+    result = _invoke(*args[command], "--data-dir", tmp_path / "data", *results)
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and "Traceback" not in result.output
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handler is the command's only

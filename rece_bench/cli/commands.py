@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -73,25 +71,11 @@ class RichTrainingProgress:
         self._progress.reset(self._steps)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """A `kill` (SIGTERM) ends a run like Ctrl-C does: result saved as 'interrupted', checkpoint kept for --resume."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False):
     from rece_bench.paths import data_root, results_root
     from rece_bench.train import train_run
 
-    with RichTrainingProgress(config.loss) as progress, sigterm_as_interrupt():
+    with RichTrainingProgress(config.loss) as progress:  # SIGTERM is Ctrl-C in every command (rece_bench.signals)
         try:
             return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
         except KeyboardInterrupt as exc:

@@ -55,11 +55,17 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's UserError into the CLI's one-line error, exit code 2, no traceback."""
+    """Turn the library's UserError into the CLI's one-line error, exit code 2, no traceback; and a Ctrl-C or
+    SIGTERM that the command did not handle itself into one line and exit code 130 (``rece_bench.signals``)."""
     try:
         yield
     except UserError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        from rece_bench.signals import INTERRUPTED_EXIT
+
+        err_console.print("[yellow]interrupted[/]: stopped before the end, nothing more was written", highlight=False)
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
 
 
 def check_device(text: str) -> str:
