@@ -91,7 +91,7 @@ def check_resumable(payload: dict[str, Any], folder: Path) -> None:
     if found != FORMAT:
         raise UserError(
             f"the checkpoint under {folder} has format {found}, this version resumes format {FORMAT}: "
-            "run again without --resume"
+            "run again with --restart"
         )
 
 

@@ -3,6 +3,7 @@ compare with popularity. Every run is saved, so ``rece-bench report`` shows them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -70,11 +71,12 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
             threads=config.threads,
         )  # fmt: skip
         with progress_for(loss) as progress:
+            again = functools.partial(train_run, restart=True)  # the demo's data is prepared anew each time
             if config.budget_bytes is None:
-                runs.append(DemoRun(train_run(train_config, config.data_root, config.results_root, progress)))
+                runs.append(DemoRun(again(train_config, config.data_root, config.results_root, progress)))
                 continue
             done = train_within_budget(
-                train_config, config.budget_bytes, config.data_root, config.results_root, progress
+                train_config, config.budget_bytes, config.data_root, config.results_root, progress, trainer=again
             )
             runs.append(DemoRun(done.result, done.choice))
     return runs

@@ -23,6 +23,7 @@ from typing import Any
 from rece_bench import __version__
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
+from rece_bench.lock import RunLock, lock_path
 from rece_bench.processes import process_exists, process_start
 
 # failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
@@ -53,6 +54,7 @@ class RunResult:
     epochs: int = 0
     best_epoch: int = 0
     budget_bytes: int | None = None
+    data_id: str | None = None  # the prepared data's identity (data.loader.data_identity)
     threads: int | None = None  # torch's intra-op threads while it trained (None: written before it was kept)
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
@@ -74,9 +76,18 @@ class RunResult:
         return row
 
 
-def make_run_id(dataset: str, loss: str, params: dict[str, Any], seed: int, budget_bytes: int | None = None) -> str:
-    """Deterministic id: the same configuration always maps to the same result file."""
-    blob = json.dumps({"params": params, "budget": budget_bytes}, sort_keys=True, default=str)
+def make_run_id(
+    dataset: str,
+    loss: str,
+    params: dict[str, Any],
+    seed: int,
+    budget_bytes: int | None = None,
+    data_id: str | None = None,
+) -> str:
+    """Deterministic id: the same configuration on the same preparation of the data (``data_id``, see
+    ``data.loader.data_identity``) always maps to the same result file; preparing the data again gives new ids."""
+    content = {"params": params, "budget": budget_bytes} | ({"data": data_id} if data_id is not None else {})
+    blob = json.dumps(content, sort_keys=True, default=str)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f"{dataset}-{loss}-{digest}-s{seed}"
 
@@ -193,6 +204,7 @@ class RunRecord:
     def __init__(self, results_root: Path, run_id: str) -> None:
         self.root, self.run_id = Path(results_root), run_id
         self.path = result_path(self.root, run_id)
+        self._lock = RunLock(lock_path(self.root, run_id), run_id).acquire()  # first: one process per run
         self.earlier = _earlier(self.path)
         self._stage, self._created_at = "new", None
         self._writer = this_process()  # pid, host and start time: the same for every write of this record
@@ -209,6 +221,10 @@ class RunRecord:
                 f"wait for it, or stop it (kill {pid}) and run again with --resume"
             )
         log.warning("run %s was left running on host %s; this run replaces it", self.run_id, self.earlier.host)
+
+    def close(self) -> None:
+        """Let go of the run's lock (the process's end does it too)."""
+        self._lock.release()
 
     @property
     def earlier_status(self) -> str | None:

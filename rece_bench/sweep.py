@@ -102,11 +102,14 @@ def job_identity(job: Job, config: SweepConfig) -> str:
     return identity(train_config.dataset, job.loss, job.seed, job.budget_bytes, params, knobs)
 
 
-def finished(rows: Sequence[dict[str, Any]], config: SweepConfig) -> set[str]:
-    """Identities of the runs under the results root that ended with a final status."""
+def finished(rows: Sequence[dict[str, Any]], config: SweepConfig, data_id: str | None = None) -> set[str]:
+    """Identities of the runs under the results root that ended with a final status, on the preparation
+    ``data_id`` of the dataset (a row that names none, written before rows did, counts for any)."""
     done = set()
     for row in rows:
         if row["status"] not in FINAL_STATUSES or row["loss"] not in config.losses:
+            continue
+        if data_id is not None and row.get("data_id") not in (None, data_id):
             continue
         knobs = ladder_for(row["loss"], config.grid).knob_names
         done.add(identity(row["dataset"], row["loss"], row["seed"], row["budget_bytes"], row["params"], knobs))
@@ -207,13 +210,19 @@ def run_sweep(
     started = time.perf_counter()
     ensure_results_root(results_root)
     jobs = plan_jobs(config, None if config.budgets_bytes else catalogue_size(data_root, config.base.dataset))
-    done = finished(read_results(results_root), config)
+    done = finished(read_results(results_root), config, _data_id(data_root, config.base.dataset))
     todo = [job for job in jobs if job_identity(job, config) not in done]
     engine = engine or LocalEngine()
     with engine.ready(config) if todo else contextlib.nullcontext():
         progress.begin(len(jobs), len(jobs) - len(todo))
         runs = engine.run(todo, config, data_root, results_root, progress, trainer, probe_for) if todo else []
     return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
+
+
+def _data_id(data_root: Path | None, dataset: str) -> str | None:
+    from rece_bench.data.loader import dataset_identity
+
+    return None if data_root is None else dataset_identity(data_root, dataset)
 
 
 def run_job(
@@ -249,11 +258,13 @@ def run_job(
 def _resuming(trainer: Trainer | None, data=None) -> Trainer:
     """The trainer, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
     from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.data.loader import dataset_identity
     from rece_bench.run import run_id_of
     from rece_bench.train import train_run
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
-        resume = resume or (checkpoint_dir(results_root, run_id_of(config)) / LAST).exists()
+        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
         return (trainer or train_run)(config, data_root, results_root, progress, resume=resume, data=data)
 
     return train

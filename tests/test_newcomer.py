@@ -173,3 +173,178 @@ def test_sigterm_is_one_line_and_exit_130_in_every_command(command, tmp_path, mo
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "Traceback" not in result.output
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is the command's only
+
+
+# ---------------------------------------------------------------- 4. no progress lost: --resume, --restart, data
+
+
+def _stopped_after_one_epoch(tiny_data_root, results, tiny_config):
+    """A run interrupted after its first epoch (checkpoint kept), as Ctrl-C or SIGTERM leaves it."""
+    from rece_bench.train import train_run
+
+    class StopAfterFirstEpoch:
+        def start(self, epochs, steps):
+            pass
+
+        def step(self, loss, peak):
+            pass
+
+        def epoch(self, epoch, loss, ndcg):
+            raise KeyboardInterrupt
+
+    config = tiny_config(epochs=3, patience=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tiny_data_root, results, progress=StopAfterFirstEpoch())
+    return config
+
+
+def test_rerunning_a_stopped_run_without_resume_is_an_error_and_keeps_its_checkpoint(tmp_path, tiny_data_root,
+                                                                                     tiny_config):  # fmt: skip
+    from rece_bench.checkpoint import LAST, checkpoint_dir
+
+    results = tmp_path / "results"
+    _stopped_after_one_epoch(tiny_data_root, results, tiny_config)
+    (last,) = (results / "checkpoints").glob(f"*/{LAST}")
+    kept = last.read_bytes()
+    args = ["run", "--dataset", "tiny", "--epochs", "3", "--patience", "3", "--batch-size", "32", "--max-len", "12",
+            "--dim", "16", "--seed", "7", "--data-dir", tiny_data_root, "--results-dir", results]  # fmt: skip
+    _one_line_error(_invoke(*args), "--resume", "--restart", "after epoch 1")
+    assert last.read_bytes() == kept  # nothing deleted
+    _one_line_error(_invoke(*args, "--resume", "--restart"), "contradict")
+    resumed = _invoke(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert _saved(results)[0]["status"] == "ok" and _saved(results)[0]["epochs"] == 3
+    assert not (checkpoint_dir(results, _saved(results)[0]["run_id"]) / LAST).exists()
+
+
+def test_a_finished_run_is_not_overwritten_unless_restart(tmp_path, tiny_data_root):
+    results = tmp_path / "results"
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
+    assert _invoke(*args).exit_code == 0
+    first = (results / "runs").glob("*.json").__next__().read_bytes()
+    _one_line_error(_invoke(*args), "already finished", "--restart")
+    assert next((results / "runs").glob("*.json")).read_bytes() == first
+    again = _invoke(*args, "--restart")
+    assert again.exit_code == 0, again.output
+    assert next((results / "runs").glob("*.json")).read_bytes() != first  # trained again, on purpose
+
+
+def test_a_runs_identity_includes_its_datas_preparation(tmp_path, tiny_data_root):
+    """Prepared again with another catalogue, the same command is another run: no resume of a checkpoint whose
+    item table has the old size (a traceback before), and the old result stays beside the new one."""
+    import shutil
+
+    from rece_bench.data.prepare import PrepareConfig, SyntheticSpec, prepare_dataset
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    shutil.copytree(tiny_data_root / "tiny", data / "tiny")
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", data, "--results-dir", results]
+    assert _invoke(*args).exit_code == 0
+    spec = SyntheticSpec(users=300, items=150, interactions=6_000, seed=4)
+    prepare_dataset(PrepareConfig(dataset="synthetic", data_root=data, name="tiny", synthetic=spec, force=True))
+    _one_line_error(_invoke(*args, "--resume"), "nothing to resume", "this preparation")
+    again = _invoke(*args)
+    assert again.exit_code == 0, again.output
+    rows = _saved(results)
+    assert len(rows) == 2 and len({row["data_id"] for row in rows}) == 2 and len({r["run_id"] for r in rows}) == 2
+
+
+# ---------------------------------------------------------------- 6. one process per run, atomically
+
+
+def test_two_identical_runs_started_together_exactly_one_trains(tmp_path, tiny_data_root, tiny_config):
+    """Two threads start the same run at once (flock locks conflict between two opens in one process too)."""
+    import threading
+
+    from rece_bench.errors import UserError
+    from rece_bench.train import train_run
+
+    results, config = tmp_path / "results", tiny_config(epochs=1)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def start():
+        barrier.wait()
+        try:
+            outcomes.append(train_run(config, tiny_data_root, results).status)
+        except UserError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refused = [o for o in outcomes if o != "ok"]
+    assert outcomes.count("ok") == 1 and len(refused) == 1, outcomes
+    assert "already" in refused[0], refused  # running (the lock) or finished (the loser came after the winner)
+    assert len(_saved(results)) == 1
+
+
+def test_a_held_lock_refuses_with_one_line_and_a_dead_holders_lock_is_taken_over(tmp_path, tiny_data_root):
+    import os
+    import subprocess
+    import sys
+
+    from rece_bench.config import TrainConfig
+    from rece_bench.data.loader import dataset_identity
+    from rece_bench.lock import RunLock, lock_path
+    from rece_bench.run import run_id_of
+
+    results = tmp_path / "results"
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
+    config = TrainConfig(dataset="tiny", epochs=1, batch_size=32, max_len=12, dim=16)
+    run_id = run_id_of(config, dataset_identity(tiny_data_root, "tiny"))
+    held = RunLock(lock_path(results, run_id), run_id).acquire()
+    try:
+        _one_line_error(_invoke(*args), "already running", f"pid {os.getpid()}")
+    finally:
+        held.release()
+    assert not (results / "runs").exists()  # nothing written by the refused run
+    code = "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX)"
+    path = lock_path(results, run_id)
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)  # locked, then its process ended
+    assert path.exists()
+    ran = _invoke(*args)
+    assert ran.exit_code == 0, ran.output
+    assert not path.exists()  # let go after the run
+
+
+# ---------------------------------------------------------------- 2. report compares like with like
+
+
+def test_report_never_puts_runs_of_different_training_settings_in_one_table(tmp_path, tiny_data_root):
+    """The issue's scenario at tiny sizes: a longer RECE run, then a 1-epoch, shorter-sequence CE sweep."""
+    results = tmp_path / "results"
+    where = ["--data-dir", tiny_data_root, "--results-dir", results]
+    ran = _invoke("run", "--dataset", "tiny", "--loss", "rece", "--epochs", "2", "--max-len", "12", "--dim", "16",
+                  "--batch-size", "32", *where)  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    swept = _invoke("sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--epochs", "1",
+                    "--max-len", "10", *where)  # fmt: skip
+    assert swept.exit_code == 0, swept.output
+    shown = _invoke("report", "--format", "markdown", "--results-dir", results)
+    assert shown.exit_code == 0, shown.output
+    tables = [part for part in shown.output.split("### ") if "Table 2" in part or "Pareto" in part]
+    assert len(tables) == 4  # Table 2 and the front, once per setting
+    for table in tables:
+        rows = [line for line in table.splitlines() if line.startswith("| ce ") or line.startswith("| rece ")]
+        filled = [line for line in rows if "no run fits" not in line and "no finished run" not in line]
+        assert len(filled) == 1, table  # never both losses' runs in one table
+        assert "[" in table.splitlines()[0] and "never compared" in table  # says which setting, and why apart
+    titles = " ".join(table.splitlines()[0] for table in tables)
+    for differs in ("epochs 2", "epochs 1", "max_len 12", "max_len 10", "dim 16", "dim 64"):
+        assert differs in titles, titles
+    assert "1 torch thread(s)" in shown.output
+
+
+def test_report_of_runs_of_one_setting_has_no_setting_label(tmp_path):
+    from rece_bench.report import report_sections, results_frame
+    from rece_bench.results import RunResult
+
+    rows = [
+        RunResult(run_id=f"r{seed}", dataset="d", loss=loss, params={"epochs": 3, "batch_size": batch}, seed=seed,
+                  device="cpu", status="ok", metrics={"ndcg@10": 0.1}, peak_bytes=10, threads=1).to_row()
+        for seed, (loss, batch) in enumerate((("ce", 64), ("rece", 128)))
+    ]  # fmt: skip
+    sections = report_sections(results_frame(rows))
+    assert len(sections) == 2 and not any("[" in s.title for s in sections)  # a chosen batch is no setting

@@ -71,13 +71,14 @@ class RichTrainingProgress:
         self._progress.reset(self._steps)
 
 
-def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False):
+def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False, restart=False):
     from rece_bench.paths import data_root, results_root
     from rece_bench.train import train_run
 
     with RichTrainingProgress(config.loss) as progress:  # SIGTERM is Ctrl-C in every command (rece_bench.signals)
         try:
-            return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
+            root = results_root(results_dir)
+            return train_run(config, data_root(data_dir), root, progress, resume=resume, restart=restart)
         except KeyboardInterrupt as exc:
             _say_interrupted(exc)
 
@@ -136,6 +137,9 @@ def run(
     seed: Annotated[int, typer.Option(help="Random seed.")] = default_of(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Train again from scratch a run that finished or left a checkpoint (it is replaced).")
+    ] = False,
     track_memory_epochs: Annotated[
         int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
     ] = default_of(TrainConfig, "track_memory_epochs"),
@@ -161,9 +165,9 @@ def run(
             track_memory_epochs=track_memory_epochs, threads=job_threads(threads), **fields,
         )  # fmt: skip
         if budget is None:
-            result = _train_and_show(config, data_dir, results_dir, resume)
+            result = _train_and_show(config, data_dir, results_dir, resume, restart)
         else:
-            result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, resume)
+            result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, (resume, restart))
     _show_outcome(result)
 
 
@@ -173,13 +177,17 @@ def _show_outcome(result) -> None:
         console.print(f"[yellow]status {result.status}:[/] {result.message}")
 
 
-def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, resume: bool):
-    """Choose by probing, train, and say what was chosen, what it measured and what probing cost."""
+def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, again):
+    """Choose by probing, train, and say what was chosen, what it measured and what probing cost. ``again``:
+    (resume, restart)."""
+    import functools
+
     from rece_bench.budget.fit import train_within_budget
     from rece_bench.budget.ladder import ladder_for, read_grid
     from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
+    from rece_bench.train import train_run
 
     budget_bytes = parse_size(budget)
     ladders = read_grid(grid) if grid is not None else None
@@ -190,7 +198,14 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
     with RichTrainingProgress(config.loss) as progress:
         try:
             done = train_within_budget(
-                config, budget_bytes, data_root(data_dir), results_root(results_dir), progress, resume, ladders
+                config,
+                budget_bytes,
+                data_root(data_dir),
+                results_root(results_dir),
+                progress,
+                again[0],
+                ladders,
+                trainer=functools.partial(train_run, restart=again[1]),
             )
         except KeyboardInterrupt as exc:
             _say_interrupted(exc)
