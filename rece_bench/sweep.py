@@ -247,12 +247,62 @@ def run_job(
     try:
         return train_within_budget(
             train_config, job.budget_bytes, data_root, results_root, progress, grid=config.grid, probe=probe,
-            trainer=resuming, data=data,
+            trainer=once(resuming, data), data=data,
         ).result  # fmt: skip
     except NothingFits as exc:
         result = nothing_fits_result(train_config, job.budget_bytes, exc)
         write_result(results_root, result)
         return result
+
+
+def once(trainer: Trainer, data=None) -> Trainer:
+    """The trainer of a budgeted job, training each distinct configuration once: when the budget chose a
+    configuration that an ok run of another budget already trained (same hyperparameters, seed and data, a peak
+    within this budget too), its result is recorded for this budget with a message pointing to that run, instead
+    of training it again. Budgets that do not bind choose the same configuration; it is trained once."""
+
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+        from rece_bench.data.loader import dataset_identity
+
+        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        twin = trained_twin(results_root, config, data_id)
+        if twin is None or resume:
+            return trainer(config, data_root, results_root, progress, resume=resume)
+        return repeat_result(results_root, twin, config, data_id)
+
+    return train
+
+
+def trained_twin(results_root: Path, config: TrainConfig, data_id: str | None) -> RunResult | None:
+    """An ok run of ``config``'s configuration under another budget whose peak fits ``config.budget_bytes``."""
+    from rece_bench.results import read_result, result_path
+
+    def key(params: Mapping[str, Any]) -> str:
+        return json.dumps({k: v for k, v in params.items() if k != "budget_bytes"}, sort_keys=True, default=str)
+
+    params = key(config.hyperparameters())
+    for row in read_results(results_root):
+        same = (row["loss"], row["seed"], row.get("data_id")) == (config.loss, config.seed, data_id)
+        if not same or row["status"] != "ok" or row["budget_bytes"] in (None, config.budget_bytes):
+            continue
+        fits = row["peak_bytes"] is not None and row["peak_bytes"] <= config.budget_bytes
+        if fits and key(row["params"]) == params:
+            return read_result(result_path(results_root, row["run_id"]))
+    return None
+
+
+def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data_id: str | None) -> RunResult:
+    """``twin``'s result, recorded as this budget's run (its own id and budget), saying where it comes from."""
+    from rece_bench.budget.sizes import format_size
+    from rece_bench.run import run_id_of
+
+    result = dataclasses.replace(
+        twin, run_id=run_id_of(config, data_id), budget_bytes=config.budget_bytes, pid=None, host=None,
+        process_start=None, message=f"the configuration run {twin.run_id} trained (budget "
+        f"{format_size(twin.budget_bytes)}) fits this budget too: its result, not trained again",
+    )  # fmt: skip
+    write_result(results_root, result)
+    return result
 
 
 def _resuming(trainer: Trainer | None, data=None) -> Trainer:

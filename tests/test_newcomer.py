@@ -348,3 +348,25 @@ def test_report_of_runs_of_one_setting_has_no_setting_label(tmp_path):
     ]  # fmt: skip
     sections = report_sections(results_frame(rows))
     assert len(sections) == 2 and not any("[" in s.title for s in sections)  # a chosen batch is no setting
+
+
+# ---------------------------------------------------------------- 7. a sweep trains each configuration once
+
+
+def test_budgets_that_do_not_bind_train_their_common_configuration_once(tmp_path, tiny_data_root, monkeypatch):
+    from rece_bench import train
+
+    trained = []
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda run, *a: (trained.append(run.config.budget_bytes), real_fit(run, *a))[1])
+    results = tmp_path / "results"
+    args = ["sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--budget", "2GB", "--epochs", "1",
+            "--max-len", "10", "--data-dir", tiny_data_root, "--results-dir", results]  # fmt: skip
+    swept = _invoke(*args)
+    assert swept.exit_code == 0, swept.output
+    assert trained == [10**9]  # the smaller budget's job trained; the larger chose the same configuration
+    first, second = sorted(_saved(results), key=lambda row: row["budget_bytes"])
+    assert first["params"] == second["params"] and second["budget_bytes"] == 2 * 10**9
+    assert second["metrics"] == first["metrics"] and first["run_id"] in second["message"]
+    again = _invoke(*args)
+    assert again.exit_code == 0 and "2 already done" in again.output, again.output  # both count as done
