@@ -370,3 +370,74 @@ def test_budgets_that_do_not_bind_train_their_common_configuration_once(tmp_path
     assert second["metrics"] == first["metrics"] and first["run_id"] in second["message"]
     again = _invoke(*args)
     assert again.exit_code == 0 and "2 already done" in again.output, again.output  # both count as done
+
+
+# ---------------------------------------------------------------- 3. the README's tour runs top to bottom
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TOUR_SMALL = {  # flags the commands offer for a small, fast run (appended: the last of a repeated flag wins)
+    "prepare synthetic": ["--users", "300", "--items", "120", "--interactions", "6000"],
+    "run": ["--epochs", "1", "--max-len", "10", "--dim", "16"],
+    "sweep": ["--epochs", "1", "--max-len", "10", "--seeds", "1"],
+    "bench-step": ["--steps", "1", "--warmup", "0", "--batch-size", "8", "--max-len", "10", "--config", "ce"],
+    "bench-loss": ["--items", "1000", "--positions", "256", "--repeats", "1"],
+}
+
+
+def tour_commands() -> list[str]:
+    """The command lines of the README's fenced block under '## The commands', comments dropped."""
+    text = README.read_text()
+    block = text[text.index("## The commands") :].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("rece-bench ")]
+
+
+def tour_args(line: str, here: Path) -> list[str] | str:
+    """The arguments to run a tour line at a small size offline, or why it is skipped."""
+    import re
+    import shlex
+
+    if "..." in line:
+        return "a template (`...` stands for options of an earlier line)"
+    line = re.sub(r"\[([^\]|]*?)(\|[^\]]*)?\]", lambda m: m.group(1), line)  # [--format a|b] -> --format a
+    args = shlex.split(line)[1:]
+    if args[:2] == ["prepare", "gowalla"]:
+        return "downloads (network)" if "--raw" not in args else "needs the full raw Gowalla file"
+    if args[:2] == ["prepare", "custom"]:
+        columns = [args[args.index(flag) + 1] for flag in ("--user-col", "--item-col", "--time-col")]
+        rows = [f"{u},{i},{u * 100 + i}" for u in range(40) for i in range((u * 7) % 11, (u * 7) % 11 + 25)]
+        (here / args[args.index("--file") + 1]).write_text(",".join(columns) + "\n" + "\n".join(rows) + "\n")
+    if args[0] == "demo":
+        return "the quick start, about 40 s: `make demo` and tests/test_budget.py run it"
+    args = ["synth-gowalla" if arg == "gowalla" and args[0] != "prepare" else arg for arg in args]  # offline
+    key = " ".join(args[:2]) if args[:2] == ["prepare", "synthetic"] else args[0]
+    small = TOUR_SMALL.get(key, [])
+    if args[0] == "run" and "--budget" not in args:
+        small = [*small, "--batch-size", "16"]
+    return [*args, *small]
+
+
+@pytest.mark.slow  # about 25 s on an idle 2-core CPU: four trainings, a sweep, bench-loss
+def test_the_readme_tour_runs_top_to_bottom_at_small_sizes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECE_BENCH_DATA", str(tmp_path / "datasets"))
+    monkeypatch.setenv("RECE_BENCH_RESULTS", str(tmp_path / "results"))
+    lines = tour_commands()
+    assert any(line.startswith("rece-bench prepare synthetic --like gowalla") for line in lines), lines
+    ran = []
+    for line in lines:
+        args = tour_args(line, tmp_path)
+        if isinstance(args, str):
+            continue  # skipped, with the reason in tour_args
+        result = _invoke(*args)
+        assert result.exit_code == 0, f"{line}\n-> rece-bench {' '.join(args)}\n{result.output}"
+        ran.append(args[0])
+    assert {"prepare", "run", "sweep", "report", "bench-step", "popularity"} <= set(ran), ran
+    assert (tmp_path / "datasets" / "synth-gowalla" / "meta.json").exists()
+    assert not (tmp_path / "datasets" / "synthetic").exists()  # run's default set is not replaced
+    listed = _invoke("datasets")
+    assert "synth-gowalla" in listed.output and "shop" in listed.output  # sets prepared under their own name
+
+
+def test_a_missing_synth_gowalla_names_the_command_that_makes_it(tmp_path):
+    missing = _invoke("bench-step", "--dataset", "synth-gowalla", "--data-dir", tmp_path, "--results-dir", tmp_path)
+    _one_line_error(missing, "rece-bench prepare synthetic --like gowalla")

@@ -103,7 +103,8 @@ def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, d
         from rece_bench.paths import data_root
         from rece_bench.presets import paper_preset
 
-        chosen = paper_preset(read_meta(data_root(data_dir), dataset).get("dataset", dataset), loss)
+        meta = read_meta(data_root(data_dir), dataset)
+        chosen = paper_preset(meta.get("like") or meta.get("dataset", dataset), loss)  # synth-gowalla: gowalla's
         params = chosen.pop("loss_params")
         fields.update(chosen)
     fields.update({key: value for key, value in given.items() if value is not None and key != "loss_params"})
