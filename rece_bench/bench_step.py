@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rece_bench.config import TrainConfig, positive_int
+from rece_bench.config import TrainConfig, check_max_len, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.memory import PeakMemory
@@ -48,6 +48,7 @@ class StepBenchConfig:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
         for name in ("batch_size", "max_len", "dim", "steps"):
             positive_int("bench-step", name, getattr(self, name))
+        check_max_len("bench-step", self.max_len)
         if self.warmup < 0:
             raise UserError(f"warmup must be >= 0, got {self.warmup}")
 

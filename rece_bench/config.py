@@ -16,6 +16,17 @@ def positive_int(owner: str, name: str, value: Any) -> None:
         raise UserError(f"{owner}: {name} must be a positive integer, got {value!r}: pass --{_flag(name)} N >= 1")
 
 
+# Longer inputs than any recommender trains on (the paper: 200); beyond it the position table and the attention
+# matrices ((L, L) per head) cannot be allocated, and the error was a MemoryError's traceback.
+MAX_LEN_LIMIT = 100_000
+
+
+def check_max_len(owner: str, value: Any) -> None:
+    positive_int(owner, "max_len", value)
+    if value > MAX_LEN_LIMIT:
+        raise UserError(f"{owner}: max_len {value} is beyond any sequence here: pass --max-len <= {MAX_LEN_LIMIT:,}")
+
+
 def _flag(name: str) -> str:
     return name.replace("_", "-")
 
@@ -48,6 +59,7 @@ class TrainConfig:
         owner = "train config"
         for name in ("epochs", "patience", "batch_size", "max_len", "dim", "n_blocks", "n_heads"):
             positive_int(owner, name, getattr(self, name))
+        check_max_len(owner, self.max_len)
         for name in ("eval_users_chunk", "eval_items_chunk"):
             positive_int(owner, name, getattr(self, name))
         if self.track_memory_epochs < 0:

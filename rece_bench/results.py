@@ -9,6 +9,7 @@ checked from here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -233,7 +234,20 @@ class RunRecord:
     def start(self, result: RunResult) -> None:
         self._check("new", "start")
         self._created_at = result.created_at
+        self._keep_earlier()
         self._write(result, "running")
+
+    @property
+    def _kept(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.earlier")  # not *.json: no reader sees it
+
+    def _keep_earlier(self) -> None:
+        """A hard link to the file as found, so that ``abandon`` can put it back with a rename, which needs no
+        free space (a full disk is one way a run stops); where links are refused, ``abandon`` rewrites it."""
+        self._kept.unlink(missing_ok=True)
+        if self.earlier is not None:
+            with contextlib.suppress(OSError):
+                os.link(self.path, self._kept)
 
     def update(self, result: RunResult) -> None:
         self._check("running", "update")
@@ -242,15 +256,21 @@ class RunRecord:
     def finish(self, result: RunResult) -> None:
         self._check("running", "finish")
         self._write(result, "finished")
+        self._kept.unlink(missing_ok=True)
 
     def abandon(self) -> None:
         if self._stage != "running":
             return
         self._stage = "abandoned"
-        if self.earlier is not None:
-            write_result(self.root, self.earlier)
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            if self._kept.exists():
+                os.replace(self._kept, self.path)
+            elif self.earlier is not None:
+                write_result(self.root, self.earlier)
+            else:
+                self.path.unlink(missing_ok=True)
+        except (UserError, OSError) as exc:  # e.g. the disk is full: the file keeps its last whole version
+            log.warning("could not put back the result of run %s as it was: %s", self.run_id, exc)
 
     def _check(self, stage: str, what: str) -> None:
         if self._stage != stage:

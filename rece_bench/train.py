@@ -22,6 +22,7 @@ import torch
 
 from rece_bench import faults
 from rece_bench.checkpoint import (
+    CHECKPOINTS_DIR,
     checkpoint_dir,
     clean_temporaries,
     discard_last,
@@ -274,6 +275,7 @@ def train_run(
     to the end.
     """
     ensure_results_root(results_root)
+    ensure_results_root(results_root, CHECKPOINTS_DIR)  # e.g. a file named checkpoints: one line, before anything
     if resume and restart:
         raise UserError("--resume and --restart contradict each other: pass one of them")
     data = data if data is not None else load_run_data(data_root, config.dataset, config.max_len)

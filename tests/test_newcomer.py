@@ -441,3 +441,82 @@ def test_the_readme_tour_runs_top_to_bottom_at_small_sizes(tmp_path, monkeypatch
 def test_a_missing_synth_gowalla_names_the_command_that_makes_it(tmp_path):
     missing = _invoke("bench-step", "--dataset", "synth-gowalla", "--data-dir", tmp_path, "--results-dir", tmp_path)
     _one_line_error(missing, "rece-bench prepare synthetic --like gowalla")
+
+
+# ---------------------------------------------------------------- 8. faults that gave tracebacks: one line, exit 2
+
+
+def _no_space(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_earlier_result_is_kept(tmp_path, tiny_data_root,
+                                                                                monkeypatch):  # fmt: skip
+    from rece_bench import checkpoint
+
+    results = tmp_path / "results"
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
+    assert _invoke(*args).exit_code == 0
+    (path,) = (results / "runs").glob("*.json")
+    earlier = path.read_bytes()
+    monkeypatch.setattr(checkpoint, "atomic_writer", _no_space)
+    _one_line_error(_invoke(*args, "--restart"), "No space left on device", "free some space")
+    assert path.read_bytes() == earlier and not list(results.rglob(".*.tmp"))
+
+
+def test_a_full_disk_at_every_result_write_keeps_the_earlier_result_file(tmp_path, tiny_data_root, monkeypatch):
+    from rece_bench import results as results_module
+
+    results = tmp_path / "results"
+    args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
+    assert _invoke(*args).exit_code == 0
+    (path,) = (results / "runs").glob("*.json")
+    earlier = path.read_bytes()
+    real, writes = results_module.atomic_write_json, []
+
+    def full_after_the_first(*a):
+        writes.append(a)
+        return real(*a) if len(writes) == 1 else _no_space()
+
+    monkeypatch.setattr(results_module, "atomic_write_json", full_after_the_first)
+    _one_line_error(_invoke(*args, "--restart"), "No space left on device")
+    assert len(writes) == 2  # the start's, an epoch's (refused); the earlier file came back by a rename
+    assert path.read_bytes() == earlier and [p.name for p in (results / "runs").iterdir()] == [path.name]
+
+
+def test_more_faults_are_one_line_errors_and_write_nothing(tmp_path, tiny_data_root):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "checkpoints").write_text("not a folder")
+    where = ["--data-dir", tiny_data_root, "--results-dir", results]
+    _one_line_error(_invoke("run", "--dataset", "tiny", *TINY_RUN, *where), "checkpoints is not a folder")
+    _one_line_error(_invoke("run", "--dataset", "tiny", "--max-len", "99999999999", *where), "--max-len <= 100,000")
+    for value in ("inf", "nan"):
+        _one_line_error(_invoke("run", "--dataset", "tiny", "--lr", value, *where), "lr must be a finite", "--lr")
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[ce]\nbatch_size = "big"\n')
+    budgeted = ["run", "--dataset", "tiny", "--budget", "1GB", "--grid", grid, *where]
+    _one_line_error(_invoke(*budgeted), "batch_size = 'big' is not a number")
+    grid.write_text('[ce]\nbatch_size = 64\ncuts = [{batch_size = [32, "16"]}]\n')
+    _one_line_error(_invoke(*budgeted), "'16' is not a number")
+    grid.write_text("[ce]\nbatch_size = 64\n[rece_typo]\nbatch_size = 64\n")  # 9: an unknown loss's section
+    _one_line_error(_invoke(*budgeted), "[rece_typo]", "unknown loss")
+    assert sorted(p.name for p in results.iterdir()) == ["checkpoints"]  # nothing half written
+
+
+def test_files_are_written_as_open_makes_them_not_0600(tmp_path):
+    import os
+
+    from rece_bench.io import atomic_write_text
+
+    before = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        os.umask(0o027)
+        atomic_write_text(tmp_path / "b.json", "{}")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
