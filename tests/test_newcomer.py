@@ -520,3 +520,51 @@ def test_files_are_written_as_open_makes_them_not_0600(tmp_path):
         os.umask(before)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------- 9. the plot: one colour per loss, points covered
+
+
+def _front_rows(dataset: str, losses: dict[str, list[tuple[int, float]]], epochs: int = 3) -> list[dict]:
+    from rece_bench.results import RunResult
+
+    rows = []
+    for loss, points in losses.items():
+        for i, (peak, ndcg) in enumerate(points):
+            rows.append(RunResult(
+                run_id=f"{dataset}-{loss}-{i}-{epochs}", dataset=dataset, loss=loss, seed=1, device="cpu",
+                params={"epochs": epochs, "batch_size": 32 * (i + 1)}, status="ok", metrics={"ndcg@10": ndcg},
+                valid_metrics={"ndcg@10": ndcg}, peak_bytes=peak, train_time_s=1.0 + i, threads=1,
+            ).to_row())  # fmt: skip
+    return rows
+
+
+def test_the_plot_gives_a_loss_one_colour_and_its_log_axis_covers_every_point():
+    import matplotlib.colors
+
+    from rece_bench.plot import by_setting, fronts_figure
+    from rece_bench.report import configurations, pareto_fronts, results_frame
+
+    rows = _front_rows("a", {"rece": [(3 * 2**20, 0.02), (40 * 2**20, 0.03)], "ce": [(90 * 2**20, 0.04)]})
+    rows += _front_rows("b", {"ce": [(5 * 2**20, 0.05)], "bce": [(7 * 2**20, 0.01)]})
+    figure = fronts_figure(pareto_fronts(configurations(by_setting(results_frame(rows)))))
+    colours: dict[str, set] = {}
+    for ax in figure.axes:
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                colours.setdefault(line.get_label(), set()).add(matplotlib.colors.to_hex(line.get_color()))
+    assert all(len(found) == 1 for found in colours.values()), colours  # ce: one colour on a and on b
+    assert len({next(iter(c)) for c in colours.values()}) == 3  # and three losses, three colours
+    for memory_ax in figure.axes[::2]:
+        xs = [x for line in memory_ax.get_lines() for x in line.get_xdata()]
+        left, right = memory_ax.get_xlim()
+        assert left < min(xs) and right >= max(xs)
+
+
+def test_the_plot_draws_each_training_setting_apart():
+    from rece_bench.plot import by_setting
+    from rece_bench.report import results_frame
+
+    rows = _front_rows("a", {"rece": [(3 * 2**20, 0.02)]}, epochs=3) + _front_rows("a", {"ce": [(9, 0.04)]}, epochs=1)
+    shown = by_setting(results_frame(rows))
+    assert sorted(shown["dataset"].unique()) == ["a [epochs 1]", "a [epochs 3]"]
