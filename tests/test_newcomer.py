@@ -568,3 +568,29 @@ def test_the_plot_draws_each_training_setting_apart():
     rows = _front_rows("a", {"rece": [(3 * 2**20, 0.02)]}, epochs=3) + _front_rows("a", {"ce": [(9, 0.04)]}, epochs=1)
     shown = by_setting(results_frame(rows))
     assert sorted(shown["dataset"].unique()) == ["a [epochs 1]", "a [epochs 3]"]
+
+
+def test_cpu_memory_falls_back_to_peak_rss_where_torch_has_no_mem_tracker(monkeypatch):
+    """torch's MemTracker is private: one function imports it; without it a window is still measured."""
+    import builtins
+
+    import torch
+
+    from rece_bench import memory
+
+    real_import = builtins.__import__
+
+    def no_mem_tracker(name, *args, **kwargs):
+        if name == "torch.distributed._tools.mem_tracker":
+            raise ImportError("no module named mem_tracker")
+        return real_import(name, *args, **kwargs)
+
+    assert memory.cpu_tensor_tracker() is not None  # this torch has it
+    monkeypatch.setattr(builtins, "__import__", no_mem_tracker)
+    assert memory.cpu_tensor_tracker() is None
+    with memory.PeakMemory("cpu") as meter:
+        block = torch.ones(8_000_000)  # 32 MB, touched
+        assert meter.current_peak_bytes() >= meter.start_bytes > 0
+    del block
+    stats = meter.stats
+    assert stats.method == memory.RSS_METHOD and stats.peak_bytes >= stats.start_bytes > 0
