@@ -594,3 +594,19 @@ def test_cpu_memory_falls_back_to_peak_rss_where_torch_has_no_mem_tracker(monkey
     del block
     stats = meter.stats
     assert stats.method == memory.RSS_METHOD and stats.peak_bytes >= stats.start_bytes > 0
+
+
+def test_ids_that_are_not_utf8_are_never_merged(tmp_path):
+    """Two users whose ids differ only in bytes that are no UTF-8 became one (both U+FFFD) before."""
+    from rece_bench.data.parse import parse_gowalla
+    from rece_bench.errors import UserError
+
+    good = [f"u{u}\t2010-10-{10 + i:02d}T00:00:00Z\t0\t0\tloc{i}\n".encode() for u in range(3) for i in range(4)]
+    bad = [b"u\xff\t2010-10-20T00:00:00Z\t0\t0\tloc1\n", b"u\xfe\t2010-10-21T00:00:00Z\t0\t0\tloc2\n"]
+    path = tmp_path / "checkins.txt"
+    path.write_bytes(b"".join(good + bad))
+    parsed = parse_gowalla(path)
+    assert parsed.malformed_lines == 2 and "not UTF-8" in parsed.first_malformed
+    assert not any("\ufffd" in user for user in parsed.users) and len(parsed.users) == 3
+    with pytest.raises(UserError, match=r"line 13: user b'u\\xff' is not UTF-8 text"):
+        parse_gowalla(path, strict=True)
