@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +36,7 @@ JSON_KEYS = (
 
 MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
 LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
+RICH_HEADERS = {"configuration": "config"}  # a header is never folded: the long ones are shortened on a console
 RICH_STYLE = {"best": "[bold]{}[/]", "second": "[underline]{}[/]"}
 
 
@@ -79,14 +82,16 @@ def to_latex_sections(sections: Sequence[Section]) -> str:
 
 def rich_sections(sections: Sequence[Section]) -> list:
     from rich.markup import escape
-    from rich.table import Table
 
     tables = []
     for section in sections:
-        table = Table(title=section.title, caption="; ".join(section.notes) or None)
+        table = _narrow_table(section.title, "; ".join(section.notes) or None)
+        plain = [[_styled(dataclasses.replace(cell, mark=""), {}) for cell in row] for row in section.rows]
         for i, column in enumerate(section.columns):
             justify = "left" if i == 0 or column == "configuration" else "right"
-            table.add_column(column, justify=justify, overflow="fold")  # a narrow console folds, never cuts
+            # a narrow console wraps between words and folds words, but never a number (no cell is cut)
+            header = RICH_HEADERS.get(column, column)
+            table.add_column(header, justify=justify, overflow="fold", min_width=_widest_number(plain, i))
         for row in section.rows:
             table.add_row(*[_styled(c, RICH_STYLE, escape) for c in row])
         tables.append(table)
@@ -141,13 +146,30 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(TABLE_COLUMNS)]
 
 
-def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
+def _narrow_table(title: str, caption: str | None = None):
+    """A Rich table that holds its numbers whole in 80 columns: one rule between columns, no padding."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title)
-    for column in TABLE_COLUMNS:
+    return Table(title=title, caption=caption, box=box.MINIMAL, padding=(0, 0), show_edge=False)
+
+
+def _widest_number(rows: Sequence[Sequence[str]], index: int) -> int | None:
+    """The longest number of a column ('0.0345', '(0.0388)', '12345.6'): the narrowest width that splits none."""
+    words = [word for row in rows for word in str(row[index]).split() if _NUMBER.fullmatch(word)]
+    return max(map(len, words)) if words else None
+
+
+_NUMBER = re.compile(r"\(?[-+]?[\d.,]+%?\)?")
+
+
+def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
+    table = _narrow_table(title)
+    shown = [] if frame.empty else [[str(v) for v in row] for row in summary_table(frame).itertuples(index=False)]
+    for i, column in enumerate(TABLE_COLUMNS):
         numeric = column not in ("dataset", "loss", "status")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        justify = "right" if numeric else "left"
+        table.add_column(column, justify=justify, overflow="fold", min_width=_widest_number(shown, i))
     if not frame.empty:
         for row in summary_table(frame).itertuples(index=False):
             style = None if row.status == "ok" else "yellow"
