@@ -40,9 +40,13 @@ class StepBenchConfig:
     warmup: int = 1
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # autocast of the forward and the loss, as `run --precision` trains
     threads: int = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads)
 
     def __post_init__(self) -> None:
+        from rece_bench.device import precision_of
+
+        precision_of(self.precision)
         check_threads(self.threads)
         if not self.configs:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
@@ -68,6 +72,7 @@ class StepBenchRow:
     sampling_time_s: float  # median time to draw one step's negatives (0 for losses without a sampler)
     device: str
     step_times_s: tuple[float, ...]  # every measured step, in order: the spread behind the median
+    precision: str = "fp32"
 
     @property
     def data_share(self) -> float:
@@ -96,7 +101,7 @@ def _fixed_batches(data, config: StepBenchConfig) -> tuple[list[TrainBatch], lis
     return batches, times
 
 
-def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: torch.device) -> float:
+def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: Any) -> float:
     """Time of the loss's own negative sampler on this batch, 0 when it has none."""
     sampler = getattr(loss_fn, "sample_negatives", None)
     if sampler is None:
@@ -111,24 +116,28 @@ def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: t
 def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, params: dict) -> StepBenchRow:
     train_config = TrainConfig(
         dataset=config.dataset, loss=loss, loss_params=params, batch_size=config.batch_size,
-        max_len=config.max_len, dim=config.dim, device=config.device, seed=config.seed,
+        max_len=config.max_len, dim=config.dim, device=config.device, precision=config.precision, seed=config.seed,
     )  # fmt: skip
     run = build_run(train_config, data)  # seeded with config.seed
     model, optimizer, loss_fn, device = run.model, run.optimizer, run.loss_fn, run.device
+
+    def step(batch: TrainBatch) -> float:
+        return train_step(model, loss_fn, optimizer, batch, run.compute, run.scaler)
+
     for batch in batches[: config.warmup]:
-        train_step(model, loss_fn, optimizer, batch, device)
+        step(batch)
     measured = batches[config.warmup : config.warmup + config.steps]
-    step_times = [_timed(lambda b=b: train_step(model, loss_fn, optimizer, b, device))[1] for b in measured]
+    step_times = [_timed(lambda b=b: step(b))[1] for b in measured]
     sampling = [_sampling_time(loss_fn, model, b, device) for b in measured]
-    meter = PeakMemory(device, track=(model, optimizer))
+    meter = PeakMemory(run.compute, track=(model, optimizer))
     with meter:
-        train_step(model, loss_fn, optimizer, batches[-1], device)
+        step(batches[-1])
     positions = statistics.mean(float((b.inputs != 0).sum()) for b in measured)
     step_s = statistics.median(step_times)
     return StepBenchRow(
         config.dataset, loss, dict(params), data.num_items, config.batch_size, positions, step_s,
         positions / step_s, meter.stats.peak_bytes, statistics.median(build_times), statistics.median(sampling),
-        str(device), tuple(step_times),
+        str(device), tuple(step_times), config.precision,
     )  # fmt: skip
 
 

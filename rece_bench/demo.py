@@ -31,6 +31,12 @@ class DemoConfig:
     max_len: int = 50
     seed: int = 1235
     threads: int = DEFAULT_THREADS  # torch's intra-op threads of each run (rece_bench.threads)
+    precision: str = "fp32"  # fp32, bf16 or fp16: the losses' runs train in it (popularity needs none)
+
+    def __post_init__(self) -> None:
+        from rece_bench.device import precision_of
+
+        precision_of(self.precision)  # before any data is prepared
 
 
 ProgressFactory = Callable[[str], AbstractContextManager]
@@ -67,7 +73,7 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
     for loss in config.losses:
         train_config = TrainConfig(
             dataset=DEMO_DATASET, loss=loss, epochs=config.epochs, patience=config.patience,
-            batch_size=config.batch_size, max_len=config.max_len, seed=config.seed,
+            batch_size=config.batch_size, max_len=config.max_len, seed=config.seed, precision=config.precision,
             threads=config.threads,
         )  # fmt: skip
         with progress_for(loss) as progress:

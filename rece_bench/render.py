@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,11 +22,11 @@ from rece_bench.report import (
 )
 
 FORMATS = ("table", "markdown", "csv", "json", "latex")
-TABLE_COLUMNS = ("dataset", "loss", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
+TABLE_COLUMNS = ("dataset", "loss", "precision", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
 JSON_KEYS = (
     "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
     "memory_method", "device_peak_bytes", "train_time_s", "threads", "epochs", "best_epoch", "budget_bytes", "seed",
-    "device", "params", "message", "pid", "host",
+    "device", "precision", "params", "message", "pid", "host",
 )  # fmt: skip
 
 # ---------------------------------------------------------------- renderers
@@ -36,7 +34,6 @@ JSON_KEYS = (
 
 MARKDOWN_STYLE = {"best": "**{}**", "second": "<u>{}</u>"}
 LATEX_STYLE = {"best": r"\textbf{{{}}}", "second": r"\underline{{{}}}"}
-RICH_HEADERS = {"configuration": "config"}  # a header is never folded: the long ones are shortened on a console
 RICH_STYLE = {"best": "[bold]{}[/]", "second": "[underline]{}[/]"}
 
 
@@ -82,16 +79,14 @@ def to_latex_sections(sections: Sequence[Section]) -> str:
 
 def rich_sections(sections: Sequence[Section]) -> list:
     from rich.markup import escape
+    from rich.table import Table
 
     tables = []
     for section in sections:
-        table = _narrow_table(section.title, "; ".join(section.notes) or None)
-        plain = [[_styled(dataclasses.replace(cell, mark=""), {}) for cell in row] for row in section.rows]
+        table = Table(title=section.title, caption="; ".join(section.notes) or None)
         for i, column in enumerate(section.columns):
             justify = "left" if i == 0 or column == "configuration" else "right"
-            # a narrow console wraps between words and folds words, but never a number (no cell is cut)
-            header = RICH_HEADERS.get(column, column)
-            table.add_column(header, justify=justify, overflow="fold", min_width=_widest_number(plain, i))
+            table.add_column(column, justify=justify, overflow="fold")  # a narrow console folds, never cuts
         for row in section.rows:
             table.add_row(*[_styled(c, RICH_STYLE, escape) for c in row])
         tables.append(table)
@@ -136,6 +131,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The displayed columns, formatted as text: metrics to 4 places, memory in binary units, time in seconds."""
     out = pd.DataFrame(index=frame.index)
     out["dataset"], out["loss"] = frame["dataset"], frame["loss"]
+    out["precision"] = frame.get("precision", "fp32")
     for column in METRIC_COLUMNS:
         values = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
         out[column] = values.map(fmt_number)
@@ -146,30 +142,13 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(TABLE_COLUMNS)]
 
 
-def _narrow_table(title: str, caption: str | None = None):
-    """A Rich table that holds its numbers whole in 80 columns: one rule between columns, no padding."""
-    from rich import box
+def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
     from rich.table import Table
 
-    return Table(title=title, caption=caption, box=box.MINIMAL, padding=(0, 0), show_edge=False)
-
-
-def _widest_number(rows: Sequence[Sequence[str]], index: int) -> int | None:
-    """The longest number of a column ('0.0345', '(0.0388)', '12345.6'): the narrowest width that splits none."""
-    words = [word for row in rows for word in str(row[index]).split() if _NUMBER.fullmatch(word)]
-    return max(map(len, words)) if words else None
-
-
-_NUMBER = re.compile(r"\(?[-+]?[\d.,]+%?\)?")
-
-
-def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
-    table = _narrow_table(title)
-    shown = [] if frame.empty else [[str(v) for v in row] for row in summary_table(frame).itertuples(index=False)]
-    for i, column in enumerate(TABLE_COLUMNS):
-        numeric = column not in ("dataset", "loss", "status")
-        justify = "right" if numeric else "left"
-        table.add_column(column, justify=justify, overflow="fold", min_width=_widest_number(shown, i))
+    table = Table(title=title)
+    for column in TABLE_COLUMNS:
+        numeric = column not in ("dataset", "loss", "precision", "status")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     if not frame.empty:
         for row in summary_table(frame).itertuples(index=False):
             style = None if row.status == "ok" else "yellow"

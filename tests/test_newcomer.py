@@ -610,21 +610,3 @@ def test_ids_that_are_not_utf8_are_never_merged(tmp_path):
     assert not any("\ufffd" in user for user in parsed.users) and len(parsed.users) == 3
     with pytest.raises(UserError, match=r"line 13: user b'u\\xff' is not UTF-8 text"):
         parse_gowalla(path, strict=True)
-
-
-def test_at_80_columns_the_report_splits_no_number(tmp_path):
-    from rece_bench.results import RunResult, write_result
-
-    metrics = {"ndcg@1": 0.012345, "ndcg@5": 0.02341, "ndcg@10": 0.03452, "hr@5": 0.04011, "hr@10": 0.05123}
-    for i, loss in enumerate(("ce", "rece")):
-        write_result(tmp_path, RunResult(
-            run_id=f"r{i}", dataset="gowalla-sample", loss=loss, seed=1, device="cpu", status="ok", metrics=metrics,
-            params={"epochs": 3, "batch_size": 128, "loss.n_extra_chunks": 3, "loss.rounds": 8},
-            peak_bytes=1_234_567_890, train_time_s=12345.6, threads=1,
-        ))  # fmt: skip
-    shown = runner.invoke(app, ["report", "--runs", "--results-dir", str(tmp_path)], env={"COLUMNS": "80"})
-    assert shown.exit_code == 0, shown.output
-    assert max(len(line) for line in shown.output.splitlines()) <= 80
-    for number in ("0.0123", "0.0234", "0.0345", "0.0401", "0.0512", "12345.6", "(0.0388)", "(0.0674)"):
-        assert number in shown.output, (number, shown.output)
-    assert "seeds" in shown.output and "status" in shown.output  # no column cut off at the edge

@@ -15,13 +15,14 @@ from rece_bench.cli.common import (
     OptFloat,
     OptInt,
     ParamOption,
+    PrecisionOption,
     ResultsDirOption,
     ThreadsOption,
-    check_device,
     console,
     default_of,
     err_console,
     parse_params,
+    resolved_device,
     user_errors,
 )
 from rece_bench.config import TrainConfig
@@ -137,6 +138,7 @@ def run(
     lr: Annotated[OptFloat, typer.Option(help=f"Adam learning rate {_default('lr')}.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = default_of(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
+    precision: PrecisionOption = default_of(TrainConfig, "precision"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
     restart: Annotated[
         bool, typer.Option(help="Train again from scratch a run that finished or left a checkpoint (it is replaced).")
@@ -162,7 +164,7 @@ def run(
         )  # fmt: skip
         fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
         config = TrainConfig(
-            dataset=dataset, loss=loss, seed=seed, device=check_device(device),
+            dataset=dataset, loss=loss, seed=seed, device=resolved_device(device), precision=precision,
             track_memory_epochs=track_memory_epochs, threads=job_threads(threads), **fields,
         )  # fmt: skip
         if budget is None:
@@ -301,6 +303,7 @@ def demo(
         str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")
     ] = format_size(default_of(DemoConfig, "budget_bytes")).replace(" ", ""),
     threads: ThreadsOption = None,
+    precision: PrecisionOption = default_of(DemoConfig, "precision"),
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -313,10 +316,13 @@ def demo(
         budget_bytes = None if budget.lower() == "none" else _parse_budget(budget)
         config = DemoConfig(
             data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes,
-            threads=job_threads(threads),
+            precision=precision, threads=job_threads(threads),
         )  # fmt: skip
         sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
-        console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}")
+        console.print(
+            f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}; "
+            f"precision {config.precision}"
+        )
         try:
             runs = run_demo(config, RichTrainingProgress)
         except KeyboardInterrupt:

@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from rece_bench.bench_loss import BenchLossConfig
-from rece_bench.cli.common import ResultsDirOption, ThreadsOption, check_device, console, default_of, user_errors
+from rece_bench.cli.common import (
+    PrecisionOption,
+    ResultsDirOption,
+    ThreadsOption,
+    console,
+    default_of,
+    resolved_device,
+    user_errors,
+)
 from rece_bench.threads import job_threads
 
 if TYPE_CHECKING:
@@ -52,6 +60,7 @@ def bench_loss_command(
         BenchLossConfig, "repeats"
     ),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: PrecisionOption = default_of(BenchLossConfig, "precision"),
     seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = default_of(
         BenchLossConfig, "seed"
     ),
@@ -70,8 +79,8 @@ def bench_loss_command(
 
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
-            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=check_device(device),
-            seed=seed, threads=job_threads(threads),
+            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=resolved_device(device),
+            precision=precision, seed=seed, threads=job_threads(threads),
         )  # fmt: skip
         table = _bench_table()
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
@@ -82,6 +91,7 @@ def bench_loss_command(
 
 def _bench_table() -> Table:
     table = Table(title="Loss benchmark (forward+backward)")
+    table.add_column("precision")
     for column in ("loss", "items", "params", "status", "peak", "beyond inputs", "median s", "loss value"):
         table.add_column(column, justify="left" if column in {"loss", "params", "status"} else "right")
     return table
@@ -95,5 +105,5 @@ def _progress(table: Table, row: BenchLossRow) -> None:
     time_s = "-" if row.median_time_s is None else f"{row.median_time_s:.2f}"
     value = "-" if row.loss_value is None else f"{row.loss_value:.4f}"
     cells = (format_bytes(row.peak_bytes), format_bytes(row.peak_beyond_inputs_bytes), time_s, value)
-    table.add_row(row.loss, f"{row.num_items:,}", params, status, *cells)
+    table.add_row(row.precision, row.loss, f"{row.num_items:,}", params, status, *cells)
     console.print(f"{row.loss} C={row.num_items:,}: {status}, {cells[0]}, {time_s} s", highlight=False)

@@ -12,11 +12,12 @@ from rece_bench.cli.common import (
     GridOption,
     OptFloat,
     OptInt,
+    PrecisionOption,
     ResultsDirOption,
     ThreadsOption,
-    check_device,
     console,
     default_of,
+    resolved_device,
     user_errors,
 )
 from rece_bench.config import TrainConfig
@@ -164,6 +165,7 @@ def sweep(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (--engine ray: cpu or cuda).")] = default_of(
         TrainConfig, "device"
     ),
+    precision: PrecisionOption = default_of(TrainConfig, "precision"),
     engine: Annotated[
         str, typer.Option(help="local: one job after another here; ray: Ray tasks, on this machine or a cluster.")
     ] = "local",
@@ -188,11 +190,12 @@ def sweep(
     with user_errors():
         _refuse_workers(workers)
         runner = sweep_engine(engine, address, cpus_per_job, gpus_per_job, retries)
-        device = check_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
+        device = resolved_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
         threads = job_threads(threads, cpus_per_job if runner is not None else 1)  # one policy, both engines
         base = TrainConfig(
-            dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device, threads=threads
-        )
+            dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device, precision=precision,
+            threads=threads,
+        )  # fmt: skip
         config = _sweep_config(base, loss, budget, seeds, grid)
         try:
             with RichSweepProgress() as progress:
