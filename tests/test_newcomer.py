@@ -77,14 +77,6 @@ def test_the_sweep_engines_share_one_thread_policy():
     assert job_threads(2, cpus_per_job=3) == 2  # an explicit --threads wins on both
 
 
-def test_a_local_sweep_applies_threads_per_job(tmp_path, tiny_data_root):
-    results = tmp_path / "results"
-    args = ["sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--epochs", "1", "--max-len", "12"]
-    ran = _invoke(*args, "--threads", "2", "--data-dir", tiny_data_root, "--results-dir", results)
-    assert ran.exit_code == 0, ran.output
-    assert [row["threads"] for row in _saved(results)] == [2]
-
-
 # ---------------------------------------------------------------- 5. SIGTERM is Ctrl-C for every command
 
 
@@ -361,9 +353,10 @@ def test_budgets_that_do_not_bind_train_their_common_configuration_once(tmp_path
     monkeypatch.setattr(train, "fit", lambda run, *a: (trained.append(run.config.budget_bytes), real_fit(run, *a))[1])
     results = tmp_path / "results"
     args = ["sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--budget", "2GB", "--epochs", "1",
-            "--max-len", "10", "--data-dir", tiny_data_root, "--results-dir", results]  # fmt: skip
+            "--max-len", "10", "--threads", "2", "--data-dir", tiny_data_root, "--results-dir", results]  # fmt: skip
     swept = _invoke(*args)
     assert swept.exit_code == 0, swept.output
+    assert [row["threads"] for row in _saved(results)] == [2, 2]  # 1: the local engine applies --threads per job
     assert trained == [10**9]  # the smaller budget's job trained; the larger chose the same configuration
     first, second = sorted(_saved(results), key=lambda row: row["budget_bytes"])
     assert first["params"] == second["params"] and second["budget_bytes"] == 2 * 10**9
