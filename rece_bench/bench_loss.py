@@ -153,6 +153,8 @@ def parse_param(text: str) -> tuple[str, str, Any]:
 def _convert(key: str, raw: str, type_name: str) -> Any:
     if raw.lower() == "none" and "None" in type_name:
         return None
+    if type_name == "str":  # e.g. ce_chunked.kernel=triton; the loss checks the choice
+        return raw
     try:
         number = float(raw)
     except ValueError:

@@ -40,7 +40,7 @@ def losses_command() -> None:
         for column in ("name", "description", "parameters"):
             table.add_column(column, overflow="fold")
         for info in describe_losses():
-            params = "\n".join(f"{p.name}: {p.type} = {p.default!r}  {p.help}" for p in info.params) or "-"
+            params = "\n".join(f"{p.name}: {p.type} = {p.default_text}  {p.help}" for p in info.params) or "-"
             note = " Needs batch (sequence of each position, the user's seen items)." if info.needs_batch else ""
             note += "".join(f" Built with {key}: {DATA_INPUTS[key]}." for key in info.data_inputs)
             name = f"{info.name}\n({info.label})" if info.label else info.name

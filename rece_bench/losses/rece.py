@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import torch
 
 from rece_bench.budget.ladder import Ladder
+from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    check_choice,
     check_float,
     check_generator,
     check_int,
@@ -457,6 +459,7 @@ class ReducedCrossEntropy(Loss):
         ParamSpec("rounds", "int", 1, "r: rounds of fresh random vectors; candidates are their union."),
         ParamSpec("block_mib", "float", 32.0, "Working memory of one streamed group of chunks, in MiB."),
         ParamSpec("generator", "Generator | None", None, "Random generator for the projections (seeding)."),
+        ParamSpec("kernel", "str", "auto", KERNEL_HELP),
     )
     label = "RECE"
     abbreviations = {"n_extra_chunks": "n_ec", "rounds": "r", "n_buckets": "n_b"}
@@ -498,6 +501,7 @@ class ReducedCrossEntropy(Loss):
         rounds: int = 1,
         block_mib: float = 32.0,
         generator: torch.Generator | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__(num_items)
         self.n_buckets = None if n_buckets is None else check_int("n_buckets", n_buckets, minimum=1)
@@ -506,6 +510,7 @@ class ReducedCrossEntropy(Loss):
         self.rounds = check_int("rounds", rounds, minimum=1)
         self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
         self.generator = check_generator(generator)
+        self.kernel = check_choice("kernel", kernel, KERNEL_CHOICES)
 
     def plan(self, n_positions: int, elem_bytes: int = 4) -> RecePlan:
         n_buckets = self.n_buckets or default_n_buckets(
@@ -528,6 +533,10 @@ class ReducedCrossEntropy(Loss):
     ) -> torch.Tensor:
         plan = self.plan(hidden.shape[0], hidden.element_size())
         rounds = draw_rounds(hidden, item_emb, plan, self.generator, int(self.block_mib * _MIB))
+        if use_triton(self.name, self.kernel, hidden.device):
+            from rece_bench.kernels.rece_window import rece_window_from
+
+            return rece_window_from(hidden, item_emb, targets, plan, rounds).mean()
         return _ReceCrossEntropy.apply(hidden, item_emb, targets, plan, rounds).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
