@@ -130,30 +130,45 @@ def _whole(original, columns: list[_Column], width: int):
     return None
 
 
-def _groups(original, columns: list[_Column], width: int, compact: bool) -> list[list[int]] | None:
-    """Indexes of the columns of each part: the key column (the first) and as many others as fit, in order."""
+def _groups(original, columns: list[_Column], keys: int, width: int, compact: bool) -> list[list[int]] | None:
+    """Indexes of the columns of each part: the ``keys`` first columns and as many others as fit, in order."""
 
     def fits(indexes: list[int]) -> bool:
         room = width - _overhead(original, compact, len(indexes), width)
         return _widths([columns[i] for i in indexes], room) is not None
 
-    groups: list[list[int]] = [[0]]
-    for i in range(1, len(columns)):
+    key = list(range(keys))
+    groups: list[list[int]] = [list(key)]
+    for i in range(keys, len(columns)):
         if fits([*groups[-1], i]):
             groups[-1].append(i)
-        elif fits([0, i]):
-            groups.append([0, i])
+        elif fits([*key, i]):
+            groups.append([*key, i])
         else:
             return None
     return groups
+
+
+def _numbered(columns: list[_Column]) -> tuple[list[_Column], int]:
+    """The columns that every part repeats: the first; with a row number before it when its values repeat (two
+    rece rows), so that a row of one part is found in the next."""
+    first = [_plain(cell) for cell in columns[0].cells]
+    if len(set(first)) == len(first):
+        return columns, 1
+    numbers = tuple(str(n + 1) for n in range(len(first)))
+    width = len(numbers[-1]) if numbers else 1
+    return [_Column("#", "right", numbers, width, width, width), *columns], 2
 
 
 def _split(original, columns: list[_Column], width: int):
     """The table as several, each with the key column; None when a column does not fit beside the key."""
     from rich.console import Group
 
-    candidates = [(g, compact) for compact in (False, True) if (g := _groups(original, columns, width, compact))]
-    if not candidates or len(columns) < 2:
+    if len(columns) < 2:
+        return None
+    columns, keys = _numbered(columns)
+    candidates = [(g, c) for c in (False, True) if (g := _groups(original, columns, keys, width, c))]
+    if not candidates:
         return None
     groups, compact = min(candidates, key=lambda c: len(c[0]))  # fewest parts; bordered on a tie
     parts = []

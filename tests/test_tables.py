@@ -121,3 +121,23 @@ def test_each_layout_in_turn_as_the_console_narrows():
     for width in (160, 60, 24, 12):
         numbers = NUMBER.findall(render(width)[1])
         assert all(n in numbers for n in ("0.5234567", "15.5", "0.0449")), (width, numbers)
+
+
+def test_parts_number_the_rows_when_the_key_column_repeats():
+    """Two rece rows (bench-step's two RECE configurations): each part shows the row number beside the loss."""
+    from rich.console import Console, Group
+    from rich.table import Table
+
+    table = Table()
+    for column in ("loss", "params", "step s", "peak", "time vs ce"):
+        table.add_column(column, justify="left" if column in ("loss", "params") else "right")
+    table.add_row("rece", "n_extra_chunks=3, rounds=8", "2.48 (2.35-2.86)", "339.0 MiB", "0.436")
+    table.add_row("rece", "n_extra_chunks=1, rounds=1", "0.37 (0.35-0.38)", "269.0 MiB", "0.064")
+    fitted = tables.fit_table(table, 40)
+    console = Console(width=40, file=None, color_system=None)
+    with console.capture() as capture:
+        console.print(fitted)
+    lines = capture.get().splitlines()
+    assert isinstance(fitted, Group) and len(fitted.renderables) >= 2
+    assert all(part.columns[0].header == "#" and part.columns[1].header == "loss" for part in fitted.renderables)
+    assert sum(bool(re.match(r"\W*2\W+rece\b", line)) for line in lines) == len(fitted.renderables)
