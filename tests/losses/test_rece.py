@@ -18,9 +18,10 @@ from rece_bench.losses import build_loss
 from rece_bench.losses.rece import (
     default_n_buckets,
     draw_rounds,
-    group_logits,
+    fresh_pairs,
+    make_slots,
     pack_flags,
-    round_slots,
+    round_groups,
     unpack_flags,
 )
 from tests.losses.helpers import assert_same, make_problem, value_and_grads
@@ -151,25 +152,30 @@ def test_flag_packing_round_trips_every_byte_pattern():
     assert torch.equal(unpack_flags(pack_flags(shuffled)), shuffled)
 
 
-def test_keep_flags_match_a_direct_window_check():
-    """The integer sign trick against |chunk(j) - chunk(t)| <= n_ec, for every pair of every group and round."""
+def test_earlier_round_flags_match_a_direct_window_check():
+    """The flags of every (item, position) pair of every group and round against |chunk(j) - chunk(t)| <= n_ec in
+    some earlier round, the chunks read off the sorted orders; pad slots (ids C and N) are left out."""
     hidden, item_emb, targets = make_problem(57, 83, seed=4)
     for n_extra in (0, 2):
         loss = rece(83, 5, n_buckets=7, n_extra_chunks=n_extra, rounds=4, block_mib=1e-3)
-        plan = loss.plan(57, hidden.element_size())
-        rounds = draw_rounds(hidden.detach(), item_emb.detach(), plan, loss.generator, 1 << 20)
-        for q in range(1, plan.n_rounds):
-            slots = round_slots(rounds, plan, targets, q)
-            for start in range(plan.n_chunks):
-                chunks = range(start, start + 1)
-                group, flags = group_logits(hidden.detach(), item_emb.detach(), plan, rounds, slots, chunks)
-                window = group.span.as_strided((plan.window,), (1,))  # one chunk: its window is the span
-                want = torch.ones(plan.pos_per_chunk, plan.window, dtype=torch.uint8)
-                for earlier in range(q):
-                    gap = rounds.item_chunk[earlier][window][None, :] - rounds.pos_chunk[earlier][group.pos][:, None]
-                    want[gap.abs() <= n_extra] = 0
-                assert torch.equal(group.keep[0], want)
-                assert flags.numel() % 8 == 0
+        plan = loss.plan(57, hidden.element_size(), hidden.shape[1])
+        assert plan.group_chunks == (1,) * 4  # one item chunk per group
+        rounds = draw_rounds(hidden.detach(), item_emb.detach(), plan, loss.generator)
+        item_chunk = [order.argsort() // plan.items_per_chunk for order in rounds.item_order]  # (C,) per round
+        pos_chunk = [order.argsort() // plan.pos_per_chunk for order in rounds.pos_order]  # (N,) per round
+        for group in round_groups(plan, make_slots(rounds, plan)):
+            if group.q == 0:
+                continue
+            fresh = fresh_pairs(plan, rounds, group.q, group.item_ids, group.pos_ids)[0]  # (I, V)
+            window = group.pos_ids[: plan.width]  # one chunk: its window is all the group's position slots
+            real = (group.item_ids < 83)[:, None] & (window < 57)[None, :]  # (I, V)
+            scored = torch.zeros(plan.items_per_chunk, plan.width, dtype=torch.bool)
+            for earlier in range(group.q):
+                items = item_chunk[earlier][group.item_ids.clamp(max=82)]  # (I,)
+                positions = pos_chunk[earlier][window.clamp(max=56)]  # (V,)
+                scored |= (items[:, None] - positions[None, :]).abs() <= n_extra
+            assert torch.equal(fresh[real], ~scored[real])
+            assert real.any()
 
 
 def test_rows_with_masked_extremes_stay_exact():
