@@ -6,6 +6,11 @@ gradients are made inside it, so both the peak including the inputs and the peak
 Time is the median of the remaining runs, outside the tracker (whose per-op hooks slow small ops); with one
 repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory is recorded as
 skipped, not run.
+
+With ``ops``, one more forward+backward runs under ``opcount.count_ops``: the aten ops it dispatches (each one a
+kernel launch on a GPU, so a CPU can check a GPU's launch cost) and the data-dependent ones (a host
+synchronisation on a GPU). With ``profile_dir``, one more under the torch profiler, whose table is written to a
+file per loss and catalogue size. Neither run is timed.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class BenchLossConfig:
     logit_std: float = 2.0  # spread of the random logits <h, e>
     threads: int | None = None  # torch's intra-op threads; None keeps torch's default
     results_dir: Path | None = None
+    ops: bool = False  # count the aten ops of one forward+backward (``opcount``)
+    profile_dir: Path | None = None  # write the profiler's table of one forward+backward here, a file per row
 
     def __post_init__(self) -> None:
         from rece_bench.losses import build_loss
@@ -97,6 +104,8 @@ class BenchLossRow:
     loss_value: float | None = None
     memory_method: str | None = None
     note: str = ""
+    ops: dict[str, Any] | None = None  # ``OpCount.to_dict()`` of one forward+backward, with ``ops``
+    profile_path: str | None = None  # the profiler's table, with ``profile_dir``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,8 +250,30 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     return BenchLossRow(
         status="ok", peak_bytes=stats.peak_bytes, peak_beyond_inputs_bytes=stats.peak_delta_bytes,
         inputs_bytes=stats.start_bytes, median_time_s=statistics.median(times), times_s=tuple(times),
-        tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method, **row,
+        tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method,
+        **launch_stats(config, loss, inputs, f"{name}-C{num_items}"), **row,
     )  # fmt: skip
+
+
+def launch_stats(config: BenchLossConfig, loss: Any, inputs: dict[str, Any], label: str) -> dict[str, Any]:
+    """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) forward+backward."""
+    import torch
+
+    from rece_bench.opcount import count_ops, write_profile
+
+    def step() -> None:  # no value read back: the count is the loss's own
+        loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"]).backward()
+
+    out: dict[str, Any] = {}
+    if config.ops:
+        out["ops"] = count_ops(step)[1].to_dict()
+    if config.profile_dir is not None:
+        path = Path(config.profile_dir) / f"bench-loss-{label}.txt"
+        title = f"bench-loss {label}, N {config.positions}, D {config.dim}, params {config.params_of(loss.name)}"
+        out["profile_path"] = str(write_profile(step, path, torch.device(config.device).type, title))
+    inputs["hidden"].grad = None
+    inputs["item_emb"].grad = None
+    return out
 
 
 def _build_args(name: str, params: dict[str, Any], config: BenchLossConfig, num_items: int | None = None) -> dict:

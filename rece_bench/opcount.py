@@ -1,4 +1,4 @@
-"""Count the aten operations a callable dispatches: a device-independent measure of launch cost.
+"""Launch cost of a callable: the aten operations it dispatches (counted), and the profiler's table of them.
 
 Every aten op that reaches the dispatcher below autograd is one kernel launch on a GPU (give or take a fused
 or a no-op view), so a count taken on a CPU says what a GPU will have to launch. The count also singles out the
@@ -11,6 +11,9 @@ refines the two tagged ops that are data-dependent only for some arguments: ``in
 boolean index) and ``repeat_interleave.Tensor`` (only without ``output_size``); and it adds boolean-mask
 assignment (``index_put`` with a boolean index), which aten does not tag but which runs ``nonzero`` inside.
 
+``write_profile`` runs a callable once under ``torch.profiler`` (CPU activity, and CUDA's on a GPU) and writes the
+key-averages table to a file: where the time goes, op by op.
+
 Nothing here runs at import; torch is imported inside the functions that need it.
 """
 
@@ -19,8 +22,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from rece_bench.errors import UserError
 
 _DATA_TAGS = ("dynamic_output_shape", "data_dependent_output")
 _INDEXING = ("index", "index_put", "index_put_", "_index_put_impl_")  # data-dependent with a boolean index
@@ -72,6 +78,28 @@ def count_ops(fn: Callable[[], Any]) -> tuple[Any, OpCount]:
     with mode:
         result = fn()
     return result, mode.result()
+
+
+def write_profile(fn: Callable[[], Any], path: Path, device_type: str, title: str, rows: int = 60) -> Path:
+    """Run ``fn()`` once under the torch profiler and write its key-averages table (the ``rows`` ops with the most
+    self time: on CUDA device time, else CPU time) under the line ``title`` to ``path``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device_type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
+    with profile(activities=activities) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=rows)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{title}\n\n{table}\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the profile {path}: {exc.strerror}: pass a writable --profile folder") from None
+    return path
 
 
 def _counting_mode() -> Any:
