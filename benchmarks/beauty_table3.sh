@@ -22,6 +22,8 @@
 #   the users (89% of the training positions; maxlen 50: 99.4% and 97.4%). RECE (8, 64) took 8 s a step at batch 256,
 #   maxlen 50, four times CE: it cannot converge in the time. Rerun with CONFIG=paper or MAX_LEN=50 where time allows.
 #
+# DEVICE (cpu; cuda for a GPU) and PRECISION (unset: fp32; bf16 or fp16 autocast) reach every run:
+#   `CONFIG=paper DEVICE=cuda PRECISION=bf16 benchmarks/beauty_table3.sh OUT` trains the authors' config on a GPU.
 # Other knobs (env): THREADS (1), LOSSES (rece ce, plus sce when registered), MAX_LEN, BATCH, PATIENCE (10),
 #   RECE_PARAMS ("-p n_extra_chunks=3 -p rounds=8"), SCE_PARAMS (""), RECE_EPOCHS (28), CE_EPOCHS (40),
 #   DEADLINE (a time `date -d` understands, e.g. 16:00; runs after the first get at most
@@ -29,6 +31,7 @@
 #   steps without page faults on every large temporary; tensor peaks are unchanged), RB (the rece-bench to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh  # DEVICE_ARGS
 OUTDIR=$(realpath -m "${1:?usage: benchmarks/beauty_table3.sh OUTDIR}")
 RB=${RB:-$PWD/.venv/bin/rece-bench}
 PY=${PY:-$(dirname "$RB")/python}
@@ -63,7 +66,8 @@ SCE_PARAMS=${SCE_PARAMS:-}
 EPOCH_S=${EPOCH_S:-130}
 DEADLINE_S=$([ -n "${DEADLINE:-}" ] && date -d "$DEADLINE" +%s || echo "")
 
-echo "beauty_table3: CONFIG=$CONFIG THREADS=$THREADS LOSSES='$LOSSES' maxlen $MAX_LEN batch $BATCH patience $PATIENCE"
+echo "beauty_table3: CONFIG=$CONFIG DEVICE=$DEVICE PRECISION=${PRECISION:-fp32} THREADS=$THREADS LOSSES='$LOSSES'"
+echo "  maxlen $MAX_LEN batch $BATCH patience $PATIENCE"
 echo "  RECE: $RECE_PARAMS (up to $RECE_EPOCHS epochs); others up to $CE_EPOCHS epochs; deadline ${DEADLINE:-none}"
 echo "  started $(date -u +%FT%TZ) on $(nproc --all) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -91,7 +95,8 @@ for loss in $LOSSES; do
   echo "== $loss $params: up to $cap epochs, from $(date -u +%TZ)"
   # shellcheck disable=SC2086  # params are -p options (or --preset paper), split on purpose
   "$RB" run --dataset beauty --loss "$loss" $params "${MODEL[@]}" --epochs "$cap" --patience "$PATIENCE" \
-      --seed "$SEED" --data-dir "$DATA" --results-dir "$RESULTS" || echo "!! $loss ended with exit code $?"
+      --seed "$SEED" "${DEVICE_ARGS[@]}" --data-dir "$DATA" --results-dir "$RESULTS" \
+    || echo "!! $loss ended with exit code $?"
   echo "== $loss done at $(date -u +%TZ)"
 done
 

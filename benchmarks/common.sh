@@ -1,4 +1,11 @@
-# Shared by the quality scripts: run every loss in $LOSSES (default: every registered loss, in report order) with
+# Shared by the benchmark scripts.
+# DEVICE (cpu; cuda or cuda:N for a GPU) and PRECISION (unset: the CLI's default, fp32; bf16 or fp16 autocast on a
+# GPU) reach every command that trains through DEVICE_ARGS, e.g. `DEVICE=cuda PRECISION=bf16 benchmarks/...`.
+DEVICE=${DEVICE:-cpu}
+DEVICE_ARGS=(--device "$DEVICE")
+if [ -n "${PRECISION:-}" ]; then DEVICE_ARGS+=(--precision "$PRECISION"); fi
+
+# Run every loss in $LOSSES (default: every registered loss, in report order) with
 # the README's loss settings; a loss not listed below runs with its defaults.
 # Usage: run_every_loss RB ARGS... (ARGS: the dataset, epochs, batch and --results-dir options common to all)
 # BCE+ and gBCE run twice, with 1 negative (SASRec's original BCE) and with 256 (the paper's Gowalla setting);

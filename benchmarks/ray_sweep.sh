@@ -6,8 +6,10 @@
 # commands: the Ray one includes starting and stopping Ray. The load average is printed before and after: other
 # work on the machine slows the engine that runs more jobs at once the most.
 # Usage: benchmarks/ray_sweep.sh (about 12 minutes on 2 cores); EPOCHS=2 for a quick check of the script.
+# DEVICE and PRECISION (benchmarks/common.sh) reach both sweeps (with DEVICE=cuda, Ray gives each job a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/common.sh
 RB=${RB:-.venv/bin/rece-bench}
 OUT=${OUT:-results/ray-sweep}
 EPOCHS=${EPOCHS:-10}
@@ -23,7 +25,7 @@ t = 0.9
 cuts = [{t = [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]}]
 TOML
 SWEEP=(sweep --dataset ray-sweep --loss gbce --grid "$OUT/grid.toml" --epochs "$EPOCHS" --patience "$EPOCHS"
-       --max-len 50 --data-dir "$OUT/data")
+       --max-len 50 --data-dir "$OUT/data" "${DEVICE_ARGS[@]}")
 
 timed() {  # timed NAME ARGS...: run the sweep into $OUT/NAME; its start and end times go to $OUT/NAME.time
   local name=$1; shift

@@ -7,6 +7,13 @@ Time is the median of the remaining runs, outside the tracker (whose per-op hook
 repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory is recorded as
 skipped, not run.
 
+Precision: in bf16 or fp16 the inputs stay float32 parameters-to-be (hidden and item_emb require grad) and the
+loss runs under the precision's autocast, not on inputs made in the low dtype. That is what `run --precision`
+trains (SASRec's item table is a float32 parameter and the hidden states come out of an autocast forward), so the
+time, the peak (the float32 inputs, their gradients and any low-precision copies a loss makes) and the value are
+the ones a training step sees; it also exercises the casts a loss must make under autocast, where inputs made in
+bf16 would skip them.
+
 With ``ops``, one more forward+backward runs under ``opcount.count_ops``: the aten ops it dispatches (each one a
 kernel launch on a GPU, so a CPU can check a GPU's launch cost) and the data-dependent ones (a host
 synchronisation on a GPU). With ``profile_dir``, one more under the torch profiler, whose table is written to a
@@ -53,6 +60,7 @@ class BenchLossConfig:
     params: tuple[tuple[str, str, Any], ...] = ()
     repeats: int = 5
     device: str = "cpu"
+    precision: str = "fp32"  # fp32, or autocast to bf16 / fp16 around each loss call (see the module's docstring)
     seed: int = 0
     seq_len: int = 200  # positions per sequence: the samplers' users
     logit_std: float = 2.0  # spread of the random logits <h, e>
@@ -62,8 +70,10 @@ class BenchLossConfig:
     profile_dir: Path | None = None  # write the profiler's table of one forward+backward here, a file per row
 
     def __post_init__(self) -> None:
+        from rece_bench.device import precision_of
         from rece_bench.losses import build_loss
 
+        precision_of(self.precision)
         _check_positive("positions", self.positions)
         _check_positive("dim", self.dim)
         _check_positive("repeats", self.repeats)
@@ -104,6 +114,7 @@ class BenchLossRow:
     loss_value: float | None = None
     memory_method: str | None = None
     note: str = ""
+    precision: str = "fp32"
     ops: dict[str, Any] | None = None  # ``OpCount.to_dict()`` of one forward+backward, with ``ops``
     profile_path: str | None = None  # the profiler's table, with ``profile_dir``
 
@@ -166,12 +177,15 @@ def _check_positive(name: str, value: int) -> None:
         raise UserError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
-def free_memory_bytes(device: str) -> int | None:
-    """What a new allocation can still get: MemAvailable on Linux, the free device memory on CUDA."""
-    import torch
+def free_memory_bytes(device: Any) -> int | None:
+    """What a new allocation can still get: MemAvailable on Linux, the free device memory on CUDA.
 
-    if torch.device(device).type == "cuda":
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    ``device``: a ``device.Compute`` or a device."""
+    from rece_bench.device import compute_for
+
+    compute = compute_for(device)
+    if compute.is_cuda:
+        return compute.free_bytes()
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
@@ -182,10 +196,12 @@ def free_memory_bytes(device: str) -> int | None:
     return None  # unknown: nothing is skipped
 
 
-def make_inputs(config: BenchLossConfig, num_items: int) -> dict[str, Any]:
-    """Random hidden (N, D) and item_emb (C, D) requiring grad, targets (N,), and the samplers' batch."""
+def make_inputs(config: BenchLossConfig, num_items: int, device: Any = None) -> dict[str, Any]:
+    """Random float32 hidden (N, D) and item_emb (C, D) requiring grad, targets (N,), and the samplers' batch, on
+    ``device`` (a torch.device; default: the config's, resolved). The same in every precision (module docstring)."""
     import torch
 
+    from rece_bench.device import resolve_device
     from rece_bench.losses import LossBatch
 
     gen = torch.Generator().manual_seed(config.seed)
@@ -197,7 +213,7 @@ def make_inputs(config: BenchLossConfig, num_items: int) -> dict[str, Any]:
     n_seqs = int(seq_index[-1]) + 1
     seen = torch.full((n_seqs * config.seq_len,), -1, dtype=torch.long)
     seen[:n] = targets  # each user has seen its own targets
-    device = torch.device(config.device)
+    device = resolve_device(config.device) if device is None else device
     return {
         "hidden": hidden.to(device).requires_grad_(),
         "item_emb": item_emb.to(device).requires_grad_(),
@@ -206,15 +222,14 @@ def make_inputs(config: BenchLossConfig, num_items: int) -> dict[str, Any]:
     }
 
 
-def _one_step(loss: Any, inputs: dict[str, Any], device: str) -> tuple[float, float]:
-    """Forward+backward once; returns (seconds, loss value) and clears the gradients."""
-    import torch
-
+def _one_step(loss: Any, inputs: dict[str, Any], compute: Any) -> tuple[float, float]:
+    """Forward (under the precision's autocast) and backward once; returns (seconds, loss value) and clears the
+    gradients. ``compute``: a ``device.Compute``."""
     start = time.perf_counter()
-    value = loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"])
+    with compute.autocast():
+        value = loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"])
     value.backward()
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+    compute.synchronize()
     seconds = time.perf_counter() - start
     inputs["hidden"].grad = None
     inputs["item_emb"].grad = None
@@ -225,23 +240,26 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     """One loss at one catalogue size: skipped when it would not fit, else measured."""
     import torch
 
+    from rece_bench.device import compute_for
     from rece_bench.losses import build_loss
     from rece_bench.memory import PeakMemory
 
+    compute = compute_for(config.device, config.precision)
     params = config.params_of(name)
     loss = build_loss(name, num_items=num_items, **_build_args(name, params, config, num_items))
     needs = loss.estimate_peak_bytes(config.positions, config.dim)
-    free = free_memory_bytes(config.device)
+    free = free_memory_bytes(compute)
     row = {"loss": name, "num_items": num_items, "n_positions": config.positions, "dim": config.dim,
-           "params": params, "device": config.device, "needs_bytes": needs, "free_bytes": free}  # fmt: skip
+           "params": params, "device": str(compute.device), "precision": config.precision, "needs_bytes": needs,
+           "free_bytes": free}  # fmt: skip
     if free is not None and needs > free:
         return BenchLossRow(status="skipped", note=f"skipped (needs {needs / 1e9:.1f} GB)", **row)
-    inputs = make_inputs(config, num_items)
+    inputs = make_inputs(config, num_items, compute.device)
     tracked = tuple(t for key, t in inputs.items() if key != "batch") + tuple(vars(inputs["batch"]).values())
     try:
-        with PeakMemory(config.device, track=tracked) as meter:
-            tracked_s, value = _one_step(loss, inputs, config.device)
-        times = [_one_step(loss, inputs, config.device)[0] for _ in range(config.repeats - 1)]
+        with PeakMemory(compute, track=tracked) as meter:
+            tracked_s, value = _one_step(loss, inputs, compute)
+        times = [_one_step(loss, inputs, compute)[0] for _ in range(config.repeats - 1)]
     except torch.OutOfMemoryError:
         return BenchLossRow(status="oom", note="out of memory", **row)
     stats = meter.stats
@@ -251,26 +269,32 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
         status="ok", peak_bytes=stats.peak_bytes, peak_beyond_inputs_bytes=stats.peak_delta_bytes,
         inputs_bytes=stats.start_bytes, median_time_s=statistics.median(times), times_s=tuple(times),
         tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method,
-        **launch_stats(config, loss, inputs, f"{name}-C{num_items}"), **row,
+        **launch_stats(config, loss, inputs, compute, f"{name}-C{num_items}"), **row,
     )  # fmt: skip
 
 
-def launch_stats(config: BenchLossConfig, loss: Any, inputs: dict[str, Any], label: str) -> dict[str, Any]:
-    """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) forward+backward."""
-    import torch
-
+def launch_stats(
+    config: BenchLossConfig, loss: Any, inputs: dict[str, Any], compute: Any, label: str
+) -> dict[str, Any]:
+    """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) forward+backward under the
+    precision's autocast, as timed. ``compute``: a ``device.Compute``."""
     from rece_bench.opcount import count_ops, write_profile
 
     def step() -> None:  # no value read back: the count is the loss's own
-        loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"]).backward()
+        with compute.autocast():
+            value = loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"])
+        value.backward()
 
     out: dict[str, Any] = {}
     if config.ops:
         out["ops"] = count_ops(step)[1].to_dict()
     if config.profile_dir is not None:
         path = Path(config.profile_dir) / f"bench-loss-{label}.txt"
-        title = f"bench-loss {label}, N {config.positions}, D {config.dim}, params {config.params_of(loss.name)}"
-        out["profile_path"] = str(write_profile(step, path, torch.device(config.device).type, title))
+        title = (
+            f"bench-loss {label}, N {config.positions}, D {config.dim}, {config.precision}, "
+            f"params {config.params_of(loss.name)}"
+        )
+        out["profile_path"] = str(write_profile(step, path, compute.device.type, title))
     inputs["hidden"].grad = None
     inputs["item_emb"].grad = None
     return out
@@ -282,13 +306,14 @@ def _build_args(name: str, params: dict[str, Any], config: BenchLossConfig, num_
     i-th item ~ 1 / i), the usual shape of interaction data."""
     import torch
 
+    from rece_bench.device import resolve_device
     from rece_bench.losses.base import lookup
 
-    cls, args = lookup(name), dict(params)
+    cls, args, device = lookup(name), dict(params), resolve_device(config.device)
     if any(spec.name == "generator" for spec in cls.params):
-        args["generator"] = torch.Generator(config.device).manual_seed(config.seed)
+        args["generator"] = torch.Generator(device).manual_seed(config.seed)
     if "item_counts" in cls.data_inputs:
-        ranks = torch.arange(1, (num_items or max(config.items)) + 1, device=config.device)  # (C,)
+        ranks = torch.arange(1, (num_items or max(config.items)) + 1, device=device)  # (C,)
         args["item_counts"] = (1_000_000 // ranks).clamp(min=1)
     return args
 

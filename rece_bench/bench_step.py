@@ -43,10 +43,14 @@ class StepBenchConfig:
     warmup: int = 1
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # autocast of the forward and the loss, as `run --precision` trains
     ops: bool = False  # count the aten ops of one step
     profile_dir: Path | None = None  # write the profiler's table of one step here, a file per configuration
 
     def __post_init__(self) -> None:
+        from rece_bench.device import precision_of
+
+        precision_of(self.precision)
         if not self.configs:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
         for name in ("batch_size", "max_len", "dim", "steps"):
@@ -70,6 +74,7 @@ class StepBenchRow:
     sampling_time_s: float  # median time to draw one step's negatives (0 for losses without a sampler)
     device: str
     step_times_s: tuple[float, ...]  # every measured step, in order: the spread behind the median
+    precision: str = "fp32"
     ops: dict[str, Any] | None = None  # ``OpCount.to_dict()`` of one step, with ``ops``
     profile_path: str | None = None  # the profiler's table of one step, with ``profile_dir``
 
@@ -100,7 +105,7 @@ def _fixed_batches(data, config: StepBenchConfig) -> tuple[list[TrainBatch], lis
     return batches, times
 
 
-def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: torch.device) -> float:
+def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: Any) -> float:
     """Time of the loss's own negative sampler on this batch, 0 when it has none."""
     sampler = getattr(loss_fn, "sample_negatives", None)
     if sampler is None:
@@ -115,29 +120,35 @@ def _sampling_time(loss_fn: torch.nn.Module, model, batch: TrainBatch, device: t
 def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, params: dict) -> StepBenchRow:
     train_config = TrainConfig(
         dataset=config.dataset, loss=loss, loss_params=params, batch_size=config.batch_size,
-        max_len=config.max_len, dim=config.dim, device=config.device, seed=config.seed,
+        max_len=config.max_len, dim=config.dim, device=config.device, precision=config.precision, seed=config.seed,
     )  # fmt: skip
     run = build_run(train_config, data)  # seeded with config.seed
     model, optimizer, loss_fn, device = run.model, run.optimizer, run.loss_fn, run.device
+
+    def step(batch: TrainBatch) -> float:
+        return train_step(model, loss_fn, optimizer, batch, run.compute, run.scaler)
+
     for batch in batches[: config.warmup]:
-        train_step(model, loss_fn, optimizer, batch, device)
+        step(batch)
     measured = batches[config.warmup : config.warmup + config.steps]
-    step_times = [_timed(lambda b=b: train_step(model, loss_fn, optimizer, b, device))[1] for b in measured]
+    step_times = [_timed(lambda b=b: step(b))[1] for b in measured]
     sampling = [_sampling_time(loss_fn, model, b, device) for b in measured]
-    meter = PeakMemory(device, track=(model, optimizer))
+    meter = PeakMemory(run.compute, track=(model, optimizer))
     with meter:
-        train_step(model, loss_fn, optimizer, batches[-1], device)
-    launch = launch_stats(config, lambda: train_step(model, loss_fn, optimizer, batches[-1], device), loss, params)
+        step(batches[-1])
+    launch = launch_stats(config, lambda: step(batches[-1]), run.compute.device.type, loss, params)
     positions = statistics.mean(float((b.inputs != 0).sum()) for b in measured)
     step_s = statistics.median(step_times)
     return StepBenchRow(
         config.dataset, loss, dict(params), data.num_items, config.batch_size, positions, step_s,
         positions / step_s, meter.stats.peak_bytes, statistics.median(build_times), statistics.median(sampling),
-        str(device), tuple(step_times), **launch,
+        str(device), tuple(step_times), config.precision, **launch,
     )  # fmt: skip
 
 
-def launch_stats(config: StepBenchConfig, step: Callable[[], Any], loss: str, params: dict) -> dict[str, Any]:
+def launch_stats(
+    config: StepBenchConfig, step: Callable[[], Any], device_type: str, loss: str, params: dict
+) -> dict[str, Any]:
     """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) step."""
     from rece_bench.opcount import count_ops, write_profile
 
@@ -147,8 +158,11 @@ def launch_stats(config: StepBenchConfig, step: Callable[[], Any], loss: str, pa
     if config.profile_dir is not None:
         label = "-".join([loss, *(f"{key}{value}" for key, value in params.items())])
         path = Path(config.profile_dir) / f"bench-step-{config.dataset}-{label}.txt"
-        title = f"bench-step {config.dataset}, {loss} {params}, batch {config.batch_size}, max_len {config.max_len}"
-        out["profile_path"] = str(write_profile(step, path, torch.device(config.device).type, title))
+        title = (
+            f"bench-step {config.dataset}, {loss} {params}, batch {config.batch_size}, max_len {config.max_len}, "
+            f"{config.precision}"
+        )
+        out["profile_path"] = str(write_profile(step, path, device_type, title))
     return out
 
 

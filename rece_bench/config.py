@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rece_bench.device import precision_of
 from rece_bench.errors import UserError
+
+DEFAULT_PRECISION = "fp32"
 
 
 def positive_int(owner: str, name: str, value: Any) -> None:
@@ -36,6 +39,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 1235
     device: str = "cpu"
+    precision: str = DEFAULT_PRECISION  # fp32, bf16 or fp16 (device.PRECISIONS): autocast of the forward and the loss
     eval_users_chunk: int = 512
     eval_items_chunk: int = 65_536
     budget_bytes: int | None = None
@@ -57,13 +61,20 @@ class TrainConfig:
             raise UserError(f"{owner}: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if not self.dataset:
             raise UserError(f"{owner}: dataset is empty: pass --dataset NAME")
+        precision_of(self.precision)  # a UserError naming the choices
         object.__setattr__(self, "loss_params", dict(self.loss_params))
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Every knob that changes the result (not the device nor the evaluation chunking)."""
+        """Every knob that changes the result (not the device nor the evaluation chunking).
+
+        The precision is one, but only when it is not fp32: results written before precisions existed were fp32
+        and carry no such key, so their run ids (resume) and the sweep's restart rule still match fp32 runs.
+        """
         params = asdict(self)
         not_knobs = ("dataset", "loss", "loss_params", "device", "eval_users_chunk", "eval_items_chunk")
         for key in (*not_knobs, "track_memory_epochs"):
             params.pop(key)
+        if params["precision"] == DEFAULT_PRECISION:
+            params.pop("precision")
         params.update({f"loss.{k}": v for k, v in sorted(self.loss_params.items())})
         return params

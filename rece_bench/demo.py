@@ -28,6 +28,12 @@ class DemoConfig:
     batch_size: int = 128
     max_len: int = 50
     seed: int = 1235
+    precision: str = "fp32"  # fp32, bf16 or fp16: the losses' runs train in it (popularity needs none)
+
+    def __post_init__(self) -> None:
+        from rece_bench.device import precision_of
+
+        precision_of(self.precision)  # before any data is prepared
 
 
 ProgressFactory = Callable[[str], AbstractContextManager]
@@ -64,7 +70,7 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
     for loss in config.losses:
         train_config = TrainConfig(
             dataset=DEMO_DATASET, loss=loss, epochs=config.epochs, patience=config.patience,
-            batch_size=config.batch_size, max_len=config.max_len, seed=config.seed,
+            batch_size=config.batch_size, max_len=config.max_len, seed=config.seed, precision=config.precision,
         )  # fmt: skip
         with progress_for(loss) as progress:
             if config.budget_bytes is None:

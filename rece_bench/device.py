@@ -11,6 +11,7 @@ Nothing here runs at import; torch is imported inside the functions that need it
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,3 +122,143 @@ def working_block_bytes(device: Any, budget_bytes: int | None = None) -> int:
     if budget_bytes is None and index not in _FREE_BYTES:
         _FREE_BYTES[index] = int(torch.cuda.mem_get_info(index)[0])
     return gpu_block_bytes(_FREE_BYTES.get(index, 0), budget_bytes)
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how a run computes, resolved once per command (and once per Ray worker) and passed down.
+
+    ``device`` is an indexed torch.device; ``precision`` says whether the model's forward and the loss run under
+    autocast and whether fp16's gradient scaler is needed. Every CUDA call that needs an index (the memory cap, the
+    allocator's statistics, synchronising, NVML) goes through here, so none of them meets an index-less 'cuda'.
+    Build one with ``compute_for``.
+    """
+
+    device: torch.device
+    precision: Precision = PRECISIONS["fp32"]
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        """The autocast context of this precision on this device type; for fp32, autocast off (an outer one too:
+        fp32 means float32 arithmetic)."""
+        import torch
+
+        dtype = self.precision.autocast_dtype
+        if dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A gradient scaler for fp16 (its small exponent range underflows gradients), None for fp32 and bf16."""
+        import torch
+
+        return torch.amp.GradScaler(self.device.type) if self.precision.needs_scaler else None
+
+    def cap_memory(self, budget_bytes: int | None) -> None:
+        """On CUDA, cap this process's allocator at ``budget_bytes`` (a larger allocation raises OutOfMemoryError);
+        None lifts the cap. Nothing happens on CPU, which has no allocator cap."""
+        import torch
+
+        if not self.is_cuda:
+            return
+        fraction = 1.0
+        if budget_bytes is not None:
+            fraction = min(1.0, budget_bytes / torch.cuda.get_device_properties(self.device).total_memory)
+        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+
+    def synchronize(self) -> None:
+        """Wait for this device's queued work (CUDA); nothing to wait for on CPU."""
+        import torch
+
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def empty_cache(self) -> None:
+        import torch
+
+        if self.is_cuda:
+            torch.cuda.empty_cache()
+
+    def reset_peak(self) -> int:
+        """CUDA: synchronise, reset the allocator's peak and return the bytes allocated now; 0 on CPU."""
+        import torch
+
+        if not self.is_cuda:
+            return 0
+        self.synchronize()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return int(torch.cuda.memory_allocated(self.device))
+
+    def allocator_peak_bytes(self) -> int | None:
+        """CUDA: the allocator's peak since the last reset; None on CPU (no allocator peak there)."""
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(self.device)) if self.is_cuda else None
+
+    def free_bytes(self) -> int | None:
+        """CUDA: the free device memory; None on CPU (see ``bench_loss.free_memory_bytes``)."""
+        import torch
+
+        return int(torch.cuda.mem_get_info(self.device)[0]) if self.is_cuda else None
+
+    def nvml_used_bytes(self) -> int | None:
+        """Memory in use on this GPU as NVML sees it (every process, the CUDA context included); None on CPU or
+        without NVML."""
+        return nvml_used_bytes(self.device) if self.is_cuda else None
+
+    def describe(self) -> str:
+        """'cpu' or 'cuda:<index> (<GPU name>)', for probe caches and logs."""
+        import torch
+
+        if not self.is_cuda:
+            return self.device.type
+        return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+
+
+def compute_for(device: Any = "cpu", precision: str = "fp32") -> Compute:
+    """The Compute of a device (a string, a torch.device or a Compute's) and a precision name; UserError if bad."""
+    if isinstance(device, Compute):
+        return device
+    return Compute(resolve_device(device), precision_of(precision))
+
+
+def nvml_used_bytes(device: Any) -> int | None:
+    """Used memory, as NVML reports it, of the GPU that torch calls ``device`` (an indexed CUDA torch.device).
+
+    torch's index and NVML's index need not agree: CUDA_VISIBLE_DEVICES renumbers what torch sees (a Ray worker
+    given GPU 3 calls it cuda:0) and CUDA may order GPUs differently from NVML. So the GPU is found by its UUID,
+    else its PCI bus id, both read from torch; None when NVML, the driver or the GPU is not there.
+    """
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML library or no driver: the number is simply unavailable
+        return None
+    try:
+        handle = _nvml_handle(pynvml, device)
+        return None if handle is None else int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _nvml_handle(pynvml, device: Any):
+    """NVML's handle of torch's CUDA ``device``: by UUID, then by PCI bus id; None when neither is known."""
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    uuid = str(getattr(props, "uuid", "") or "")
+    if uuid:
+        name = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"  # NVML's form of the UUID
+        with contextlib.suppress(Exception):  # an unknown UUID: try the bus id
+            return pynvml.nvmlDeviceGetHandleByUUID(name.encode())
+    if getattr(props, "pci_bus_id", None) is None:
+        return None
+    # domain:bus:device.function, hex, as NVML reads it
+    bus_id = f"{getattr(props, 'pci_domain_id', 0):08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    return pynvml.nvmlDeviceGetHandleByPciBusId(bus_id.encode())

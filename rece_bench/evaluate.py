@@ -11,10 +11,12 @@ Shape letters (U, C, Cb, D, S) as in ``docs/notation.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rece_bench.data.loader import CSR, EvalSet
+from rece_bench.device import compute_for
 from rece_bench.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks, standard_errors
 
 
@@ -77,25 +79,33 @@ def _zero_based(exclude: CSR) -> CSR:
 def evaluate_model(
     model: torch.nn.Module,
     eval_set: EvalSet,
-    device: torch.device,
+    device: Any,
     chunking: Chunking = Chunking(),
     ks: tuple[int, ...] = DEFAULT_KS,
     step_done=None,
 ) -> dict[str, float]:
-    """Metrics (and their standard errors) of a sequence model (``forward``, ``item_embeddings``) on a set."""
+    """Metrics (and their standard errors) of a sequence model (``forward``, ``item_embeddings``) on a set.
+
+    ``device``: a ``device.Compute`` (or a device, meaning fp32 there). The model's forward runs under the
+    precision's autocast, as in training; the scores are computed in float32 with autocast off, so the target's
+    score and every other item's are rounded alike (bf16 scores would tie far more often, and ties count against
+    the model).
+    """
+    compute = compute_for(device)
     was_training = model.training
     model.eval()
     try:
         queries = []
         for start in range(0, len(eval_set), chunking.users):
-            hidden = model(eval_set.inputs[start : start + chunking.users].to(device))  # (U, L, D)
-            queries.append(hidden[:, -1, :])  # the state after the last input item
+            with compute.autocast():
+                hidden = model(eval_set.inputs[start : start + chunking.users].to(compute.device))  # (U, L, D)
+            queries.append(hidden[:, -1, :].float())  # the state after the last input item
             if step_done is not None:
                 step_done()
-        items = model.item_embeddings()
+        items = model.item_embeddings().float()
         query_table = torch.cat(queries) if queries else items.new_zeros(0, items.shape[1])
         ranks = rank_targets(
-            query_table, items, eval_set.targets.to(device) - 1, _zero_based(eval_set.exclude), chunking
+            query_table, items, eval_set.targets.to(compute.device) - 1, _zero_based(eval_set.exclude), chunking
         )
     finally:
         model.train(was_training)

@@ -13,10 +13,7 @@ import contextlib
 import ctypes
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import torch
+from typing import Any
 
 CUDA_METHOD = "cuda_allocator"
 CPU_METHOD = "cpu_live_tensors"
@@ -56,9 +53,11 @@ class PeakMemory(contextlib.AbstractContextManager):
     """
 
     def __init__(self, device: Any, track: tuple = ()) -> None:
-        import torch
+        """``device``: a ``device.Compute``, or a device for ``device.compute_for``."""
+        from rece_bench.device import compute_for
 
-        self.device = torch.device(device)
+        self.compute = compute_for(device)
+        self.device = self.compute.device
         self._track = track
         self._tracker = None
         self._start_bytes = 0
@@ -73,12 +72,8 @@ class PeakMemory(contextlib.AbstractContextManager):
         return self.device.type == "cuda"
 
     def __enter__(self) -> PeakMemory:
-        import torch
-
         if self.is_cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start_bytes = torch.cuda.memory_allocated(self.device)
+            self._start_bytes = self.compute.reset_peak()
             return self
         from torch.distributed._tools.mem_tracker import MemTracker
 
@@ -94,21 +89,18 @@ class PeakMemory(contextlib.AbstractContextManager):
             self._tracker.reset_mod_stats()
 
     def current_peak_bytes(self) -> int:
-        import torch
-
         if self.is_cuda:
-            return int(torch.cuda.max_memory_allocated(self.device))
+            return int(self.compute.allocator_peak_bytes())
         if self._tracker is None:
             return 0
         return self._total(self._tracker.get_tracker_snapshot("peak"))
 
     def __exit__(self, *exc: object) -> None:
-        import torch
-
         if self.is_cuda:
-            torch.cuda.synchronize(self.device)
-            peak = int(torch.cuda.max_memory_allocated(self.device))
-            self.stats = MemoryStats(peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml_used_bytes())
+            self.compute.synchronize()
+            peak = int(self.compute.allocator_peak_bytes())
+            nvml = self.compute.nvml_used_bytes()
+            self.stats = MemoryStats(peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml)
             return None
         assert self._tracker is not None
         self._tracker.__exit__(*exc)
@@ -120,21 +112,6 @@ class PeakMemory(contextlib.AbstractContextManager):
     @staticmethod
     def _total(snapshot: dict) -> int:
         return int(sum(dev_snap.get("Total", 0) for dev_snap in snapshot.values()))
-
-
-def nvml_used_bytes(index: int = 0) -> int | None:
-    """Device memory in use as NVML sees it (all processes, the CUDA context included), or None without NVML."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no GPU, no library: the number is simply unavailable
-        return None
 
 
 def format_bytes(n_bytes: float | None) -> str:
@@ -180,9 +157,9 @@ class Meter:
     holds the steady-state peak. On CUDA the allocator's peak is free and covers the whole run.
     """
 
-    def __init__(self, device: torch.device, track: tuple, track_epochs: int) -> None:
+    def __init__(self, device: Any, track: tuple, track_epochs: int) -> None:
         self._memory = PeakMemory(device, track=track)
-        self._track_epochs = track_epochs if device.type == "cpu" else 0
+        self._track_epochs = track_epochs if not self._memory.is_cuda else 0
         self._open = False
         self.stats = None
 

@@ -22,11 +22,11 @@ from rece_bench.report import (
 )
 
 FORMATS = ("table", "markdown", "csv", "json", "latex")
-TABLE_COLUMNS = ("dataset", "loss", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
+TABLE_COLUMNS = ("dataset", "loss", "precision", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
 JSON_KEYS = (
     "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
     "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
-    "device", "params", "message", "pid", "host",
+    "device", "precision", "params", "message", "pid", "host",
 )  # fmt: skip
 
 # ---------------------------------------------------------------- renderers
@@ -131,6 +131,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The displayed columns, formatted as text: metrics to 4 places, memory in binary units, time in seconds."""
     out = pd.DataFrame(index=frame.index)
     out["dataset"], out["loss"] = frame["dataset"], frame["loss"]
+    out["precision"] = frame.get("precision", "fp32")
     for column in METRIC_COLUMNS:
         values = frame[column] if column in frame else pd.Series([None] * len(frame), index=frame.index)
         out[column] = values.map(fmt_number)
@@ -146,7 +147,7 @@ def rich_table(frame: pd.DataFrame, title: str = "rece-bench results"):
 
     table = Table(title=title)
     for column in TABLE_COLUMNS:
-        numeric = column not in ("dataset", "loss", "status")
+        numeric = column not in ("dataset", "loss", "precision", "status")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     if not frame.empty:
         for row in summary_table(frame).itertuples(index=False):

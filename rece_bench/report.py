@@ -24,6 +24,7 @@ METRIC_COLUMNS = ("ndcg@1", "ndcg@5", "ndcg@10", "hr@5", "hr@10")
 METRIC_TITLES = ("NDCG@1", "NDCG@5", "NDCG@10", "HR@5", "HR@10")
 REFERENCE_LOSSES = ("popularity",)  # shown for scale, never ranked
 SELECTION = ("valid_ndcg@10", "ndcg@10")  # the first one present picks a configuration
+DEFAULT_PRECISION = "fp32"
 
 
 def _loss_classes() -> dict:
@@ -37,9 +38,12 @@ def _loss_classes() -> dict:
 
 
 def results_frame(rows: Sequence[dict[str, Any]], dataset: str | None = None) -> pd.DataFrame:
+    """The rows as a frame (of ``dataset`` only, when given); a row without a precision was fp32 (written before
+    precisions existed)."""
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         return frame
+    frame["precision"] = frame["precision"].fillna(DEFAULT_PRECISION) if "precision" in frame else DEFAULT_PRECISION
     if dataset is not None:
         frame = frame[frame["dataset"] == dataset]
     return frame.reset_index(drop=True)
@@ -61,15 +65,19 @@ def _config_key(params: dict[str, Any]) -> str:
 def configurations(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs with status ok, one row per (dataset, loss, configuration), metrics averaged over seeds.
 
-    Columns: dataset, loss, config, seeds, the metrics, score (what picks a configuration), peak_bytes (the
-    highest over seeds), train_time_s (the mean).
+    Columns: dataset, loss, config, precision, seeds, the metrics, score (what picks a configuration), peak_bytes
+    (the highest over seeds), train_time_s (the mean). The precision is part of a configuration (its params say
+    so when it is not fp32), so fp32 and bf16 runs are never averaged together.
     """
-    columns = ["dataset", "loss", "config", "seeds", *METRIC_COLUMNS, "score", "peak_bytes", "train_time_s"]
+    columns = ["dataset", "loss", "config", "precision", "seeds", *METRIC_COLUMNS, "score", "peak_bytes"]
+    columns.append("train_time_s")
     if frame.empty:
         return pd.DataFrame(columns=columns)
     ok = frame[frame["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame(columns=columns)
+    if "precision" not in ok:
+        ok["precision"] = DEFAULT_PRECISION
     ok["key"] = ok["params"].map(_config_key)
     ok["config"] = ok["params"].map(config_label)
     ok["score"] = _selection_score(ok)
@@ -77,7 +85,8 @@ def configurations(frame: pd.DataFrame) -> pd.DataFrame:
         ok[column] = pd.to_numeric(ok[column], errors="coerce") if column in ok else float("nan")
     grouped = ok.groupby(["dataset", "loss", "key"], sort=False, dropna=False)
     out = grouped.agg(
-        config=("config", "first"), seeds=("seed", "nunique"), **{m: (m, "mean") for m in METRIC_COLUMNS},
+        config=("config", "first"), precision=("precision", "first"), seeds=("seed", "nunique"),
+        **{m: (m, "mean") for m in METRIC_COLUMNS},
         score=("score", "mean"), peak_bytes=("peak_bytes", "max"), train_time_s=("train_time_s", "mean"),
     ).reset_index()  # fmt: skip
     return out[columns]
@@ -228,6 +237,7 @@ def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None
         rest = (
             fmt_memory(row["peak_bytes"]),
             fmt_seconds(row["train_time_s"]),
+            _precision(row),
             str(row["config"]),
             _count(row["seeds"]),
         )
@@ -241,10 +251,18 @@ def table2_section(configs: pd.DataFrame, dataset: str, budget_bytes: int | None
         notes.append(f"in parentheses: the paper's Table 2 on the full {paper_key(dataset)} dataset")
     return Section(
         f"{dataset}: Table 2, the best configuration of each loss {within}",
-        ("loss", *METRIC_TITLES, "peak", "train time (s)", "configuration", "seeds"),
+        ("loss", *METRIC_TITLES, "peak", "train time (s)", "precision", "configuration", "seeds"),
         tuple(rows),
         tuple(notes),
     )
+
+
+def _precision(row: pd.Series) -> str:
+    """The precision a row was trained in; '-' where nothing was trained (a reference ranking, an empty cell)."""
+    value = row.get("precision")
+    if row["loss"] in REFERENCE_LOSSES or value is None or pd.isna(value):
+        return "-"
+    return str(value)
 
 
 def _count(value: Any) -> str:
@@ -261,10 +279,11 @@ def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
     rows = []
     for _, row in fronts[fronts["dataset"] == dataset].iterrows():
         texts = (row["loss"], fmt_memory(row["peak_bytes"]), fmt_number(row["score"]), fmt_number(row["ndcg@10"]))
-        rows.append(tuple(Cell(text) for text in (*texts, fmt_seconds(row["train_time_s"]), row["config"])))
+        rest = (fmt_seconds(row["train_time_s"]), _precision(row), row["config"])
+        rows.append(tuple(Cell(text) for text in (*texts, *rest)))
     return Section(
         f"{dataset}: Pareto front of each loss, peak memory -> best validation NDCG@10",
-        ("loss", "peak", "valid NDCG@10", "test NDCG@10", "train time (s)", "configuration"),
+        ("loss", "peak", "valid NDCG@10", "test NDCG@10", "train time (s)", "precision", "configuration"),
         tuple(rows),
         (FRONT_NOTE,),
     )

@@ -42,6 +42,7 @@ class RunResult:
     seed: int
     device: str
     status: str
+    precision: str = "fp32"  # a file written before precisions existed was fp32
     metrics: dict[str, float] = field(default_factory=dict)  # test metrics of the best checkpoint
     valid_metrics: dict[str, float] = field(default_factory=dict)
     peak_bytes: int | None = None

@@ -17,6 +17,7 @@ import torch
 from rece_bench.checkpoint import save_last
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import RunData
+from rece_bench.device import MIB, Compute, compute_for, working_block_bytes
 from rece_bench.losses import build_loss
 from rece_bench.losses.base import lookup
 from rece_bench.models.sasrec import SASRec, SASRecConfig
@@ -57,11 +58,25 @@ def build_model_and_optimizer(config: TrainConfig, num_items: int, device: torch
     return model, optimizer
 
 
-def build_loss_for(config: TrainConfig, data: RunData, device: torch.device) -> torch.nn.Module:
-    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``)."""
+def working_loss_params(config: TrainConfig, device: torch.device, budget_bytes: int | None) -> dict[str, Any]:
+    """``config.loss_params``, with the working block of a streaming loss (one with a ``block_mib`` parameter)
+    filled in when the user gave none: ``device.working_block_bytes`` of the device and the run's budget. Fixed
+    once per run, so a budget's probe and the training it chose stream the same blocks."""
+    params = dict(config.loss_params)
+    if "block_mib" not in params and any(spec.name == "block_mib" for spec in lookup(config.loss).params):
+        params["block_mib"] = working_block_bytes(device, budget_bytes) / MIB
+    return params
+
+
+def build_loss_for(
+    config: TrainConfig, data: RunData, device: torch.device, budget_bytes: int | None = None
+) -> torch.nn.Module:
+    """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``); ``budget_bytes``
+    sizes a streaming loss's block (``working_loss_params``)."""
     wanted = lookup(config.loss).data_inputs
     inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
-    return build_loss(config.loss, num_items=data.num_items, **config.loss_params, **inputs).to(device)
+    params = working_loss_params(config, device, budget_bytes)
+    return build_loss(config.loss, num_items=data.num_items, **params, **inputs).to(device)
 
 
 @dataclass
@@ -73,38 +88,60 @@ class Run:
     model: SASRec
     optimizer: torch.optim.Optimizer
     loss_fn: torch.nn.Module
-    device: torch.device
+    compute: Compute  # the device and the precision
     folder: Path | None  # checkpoints (None: never saved)
     state: TrainState = field(default_factory=TrainState)
     generator: torch.Generator = field(default_factory=torch.Generator)
     earlier_time_s: float = 0.0  # training time of earlier sessions of a resumed run
     record: RunRecord | None = None  # its result file (None: a run that is only measured)
+    scaler: torch.amp.GradScaler | None = None  # fp16's gradient scaler (None: fp32, bf16)
+
+    @property
+    def device(self) -> torch.device:
+        return self.compute.device
 
     def checkpoint(self) -> None:
         save_last(self.folder, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": asdict(self.state),
             "rng": torch.get_rng_state(), "batch_rng": self.generator.get_state(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         })  # fmt: skip
 
     def restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["state"])
         torch.set_rng_state(payload["rng"])
         self.generator.set_state(payload["batch_rng"])
         self.earlier_time_s = self.state.train_time_s
 
 
-def build_run(config: TrainConfig, data: RunData, folder: Path | None = None) -> Run:
-    """The run of ``config`` on loaded data: seeded, model, optimiser and loss built on the config's device.
+def compute_of(config: TrainConfig) -> Compute:
+    """Where and how ``config`` computes: its device resolved (an index for CUDA) and its precision."""
+    return compute_for(config.device, config.precision)
+
+
+def build_run(
+    config: TrainConfig,
+    data: RunData,
+    folder: Path | None = None,
+    compute: Compute | None = None,
+    budget_bytes: int | None = None,
+) -> Run:
+    """The run of ``config`` on loaded data: seeded, model, optimiser and loss built on its device.
 
     ``folder`` holds its checkpoints (None: a run that is only measured, e.g. a budget probe, and never saved).
+    ``compute``: resolved by the caller (default: ``compute_of(config)``). ``budget_bytes`` sizes a streaming
+    loss's block (default: ``config.budget_bytes``; a budget's probe passes the budget it probes for).
     """
-    device = torch.device(config.device)
+    compute = compute or compute_of(config)
+    budget_bytes = config.budget_bytes if budget_bytes is None else budget_bytes
     torch.manual_seed(config.seed)
-    model, optimizer = build_model_and_optimizer(config, data.num_items, device)
-    loss_fn = build_loss_for(config, data, device)
-    run = Run(config, data, model, optimizer, loss_fn, device, folder)
+    model, optimizer = build_model_and_optimizer(config, data.num_items, compute.device)
+    loss_fn = build_loss_for(config, data, compute.device, budget_bytes)
+    run = Run(config, data, model, optimizer, loss_fn, compute, folder, scaler=compute.grad_scaler())
     run.generator.manual_seed(config.seed)
     return run
 
@@ -132,6 +169,7 @@ def result_of(
         params=config.hyperparameters(),
         seed=config.seed,
         device=str(run.device),
+        precision=config.precision,
         status=status,
         metrics=test_metrics or {},
         valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},

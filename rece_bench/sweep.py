@@ -124,7 +124,8 @@ def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
     train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
     return RunResult(
         run_id=run_id_of(train_config), dataset=train_config.dataset, loss=job.loss,
-        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device, status="failed",
+        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device,
+        precision=train_config.precision, status="failed",
         budget_bytes=job.budget_bytes, message=message,
     )  # fmt: skip
 

@@ -38,6 +38,7 @@ from rece_bench.data.loader import (
     iterate_batches,
     load_run_data,
 )
+from rece_bench.device import Compute, compute_for
 from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
 from rece_bench.losses import LossBatch
@@ -94,7 +95,7 @@ class Interrupted(KeyboardInterrupt):
 DIVERGED_LOSS_FACTOR = 10.0
 
 
-def loss_inputs(model: SASRec, batch: TrainBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
+def loss_inputs(model: SASRec, batch: TrainBatch, device: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """Hidden states of the non-pad positions, their 0-based targets, and what samplers need."""
     inputs = batch.inputs.to(device)
     hidden = model(inputs)  # (B, L, D)
@@ -105,17 +106,34 @@ def loss_inputs(model: SASRec, batch: TrainBatch, device: torch.device) -> tuple
 
 
 def train_step(
-    model: SASRec, loss_fn: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: TrainBatch, device
+    model: SASRec,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: TrainBatch,
+    compute: Compute | Any,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
-    """Forward, loss, backward, Adam step; returns the loss value, raising Diverged on NaN or inf."""
+    """Forward and loss under the precision's autocast, backward, Adam step; returns the loss value, raising
+    Diverged on NaN or inf.
+
+    ``compute``: a ``device.Compute`` (a bare device means fp32 there). ``scaler``: fp16's gradient scaler: the
+    loss is scaled before backward, the step skipped when a gradient overflowed, and the scale updated.
+    """
+    compute = compute_for(compute)
     optimizer.zero_grad(set_to_none=True)
-    hidden, targets, loss_batch = loss_inputs(model, batch, device)  # (N, D), (N,)
-    loss = loss_fn(hidden, model.item_embeddings(), targets, loss_batch)
+    with compute.autocast():
+        hidden, targets, loss_batch = loss_inputs(model, batch, compute.device)  # (N, D), (N,)
+        loss = loss_fn(hidden, model.item_embeddings(), targets, loss_batch)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise Diverged(f"loss is {value}")
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return value
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return value
 
 
@@ -123,7 +141,7 @@ def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
     """One pass over the training users; returns the mean step loss."""
     total, steps = 0.0, 0
     for batch in iterate_batches(run.data.train, run.config.batch_size, run.generator):
-        value = train_step(run.model, run.loss_fn, run.optimizer, batch, run.device)
+        value = train_step(run.model, run.loss_fn, run.optimizer, batch, run.compute, run.scaler)
         if run.state.first_loss is None:
             run.state.first_loss = value
         meter.step_done()
@@ -167,7 +185,7 @@ def fit(run: Run, meter: Meter, progress: Progress) -> None:
         started = time.perf_counter()
         train_loss = run_epoch(run, meter, progress)
         check_not_diverging(state, train_loss)
-        valid = evaluate_model(run.model, run.data.valid, run.device, chunking, step_done=meter.step_done)
+        valid = evaluate_model(run.model, run.data.valid, run.compute, chunking, step_done=meter.step_done)
         if end_of_epoch(state, valid, train_loss, time.perf_counter() - started):
             save_best(run.folder, run.model.state_dict())
         epochs_here += 1
@@ -291,7 +309,7 @@ def train_run(
 def _train_and_test(run: Run, progress: Progress) -> RunResult:
     config = run.config
     progress.start(config.epochs, batches_per_epoch(run.data.train, config.batch_size))
-    meter = Meter(run.device, track=(run.model, run.optimizer), track_epochs=config.track_memory_epochs)
+    meter = Meter(run.compute, track=(run.model, run.optimizer), track_epochs=config.track_memory_epochs)
     session_started = time.perf_counter()
     outcome = _fit_guarded(run, meter, progress)
     return _finish(run, meter, outcome, time.perf_counter() - session_started)
@@ -301,9 +319,9 @@ def _test_best(run: Run) -> tuple[dict[str, float], int | None]:
     """Test metrics of the best weights, and the peak memory of that evaluation."""
     run.model.load_state_dict(load_best(run.folder))
     chunking = Chunking(run.config.eval_users_chunk, run.config.eval_items_chunk)
-    meter = PeakMemory(run.device, track=(run.model,))
+    meter = PeakMemory(run.compute, track=(run.model,))
     with meter:
-        metrics = evaluate_model(run.model, run.data.test, run.device, chunking, step_done=meter.step_done)
+        metrics = evaluate_model(run.model, run.data.test, run.compute, chunking, step_done=meter.step_done)
     return metrics, meter.stats.peak_bytes
 
 

@@ -1,8 +1,9 @@
 """Training under a budget: choose the preferred candidate of a loss that fits, train it, check its peak.
 
 A candidate fits when its probed peak is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training
-process is then capped at the budget (``torch.cuda.set_per_process_memory_fraction``); a training peak above the
-budget makes the run ``over_budget``.
+process is then capped at the budget (``device.Compute.cap_memory``); a training peak above the budget makes the run
+``over_budget``. The probes run in the run's precision and with the working block the budget gives a streaming
+loss (``run.working_loss_params``), so they measure what training runs.
 """
 
 from __future__ import annotations
@@ -63,16 +64,18 @@ def train_within_budget(
     ``data``: the run data already loaded (``data.loader.RunData``), for the probes and the default trainer; then
     ``data_root`` may be None. A given ``trainer`` is called as ``train_run`` is, without ``data``.
     """
+    from rece_bench.run import compute_of
     from rece_bench.train import train_run
 
     ensure_results_root(results_root)
+    compute = compute_of(config)  # a bad device fails here, before any probe
     num_items = data.num_items if data is not None else catalogue_size(data_root, config.dataset)
     candidates = ladder_for(config.loss, grid).candidates()
     candidates = usable_candidates(config.loss, candidates, num_items, config.loss_params)
-    probe = probe or Prober(config, data_root, results_root, data=data)
+    probe = probe or Prober(config, data_root, results_root, data=data, budget_bytes=budget_bytes)
     choice = choose(config.loss, candidates, budget_bytes, probe, headroom_fraction)
     train_config = choice.candidate.apply(config, budget_bytes)
-    cap_cuda_memory(train_config.device, budget_bytes)
+    compute.cap_memory(budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
     trainer = trainer or functools.partial(train_run, data=data)
     result = trainer(train_config, data_root, results_root, progress, resume=resume)
     record_choice(results_root, result, choice)
@@ -87,17 +90,6 @@ def within_budget(result: RunResult) -> RunResult:
         return result
     message = f"training peak {format_bytes(result.peak_bytes)} is above the budget of {format_size(budget)}"
     return dataclasses.replace(result, status="over_budget", message=message)
-
-
-def cap_cuda_memory(device: str, budget_bytes: int) -> None:
-    """On CUDA, cap this process's allocator at the budget (a larger allocation raises OutOfMemoryError)."""
-    import torch
-
-    parsed = torch.device(device)
-    if parsed.type != "cuda":
-        return
-    total = torch.cuda.get_device_properties(parsed).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, budget_bytes / total), parsed)
 
 
 def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None:
@@ -124,6 +116,6 @@ def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFi
     smallest = error.smallest.candidate.apply(config, budget_bytes)
     return RunResult(
         run_id=run_id_of(smallest), dataset=config.dataset, loss=config.loss, params=smallest.hyperparameters(),
-        seed=config.seed, device=config.device, status="over_budget", peak_bytes=error.smallest.peak_bytes,
-        budget_bytes=budget_bytes, message=str(error),
+        seed=config.seed, device=config.device, precision=config.precision, status="over_budget",
+        peak_bytes=error.smallest.peak_bytes, budget_bytes=budget_bytes, message=str(error),
     )  # fmt: skip

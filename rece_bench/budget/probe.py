@@ -5,7 +5,9 @@ training (``memory.Meter``), runs one training step on the worst-case batch (the
 seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
 tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
 more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its implementation
-revision, the model's revision, configuration, device) under ``<results>/probes``.
+revision, the model's revision, configuration, precision, device, the loss's working block) under
+``<results>/probes``. A probe runs in the run's precision (autocast as in training) and, for a streaming loss, with
+the working block the budget gives (``run.working_loss_params``), so it measures what training will run.
 """
 
 from __future__ import annotations
@@ -32,12 +34,23 @@ class Prober:
     """Measures candidates of one base configuration on its device, with an on-disk cache under the results."""
 
     def __init__(
-        self, base: TrainConfig, data_root: Path | None, results_root: Path, steps: int = 1, data=None
+        self,
+        base: TrainConfig,
+        data_root: Path | None,
+        results_root: Path,
+        steps: int = 1,
+        data=None,
+        budget_bytes: int | None = None,
     ) -> None:
-        """``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None."""
+        """``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None.
+        ``budget_bytes``: the budget probed for, which sizes a streaming loss's block as it will in training."""
+        from rece_bench.run import compute_of
+
         self.base, self.results_root, self.steps = base, Path(results_root), steps
         self.data_root = Path(data_root) if data_root is not None else None
         self._data = data
+        self.budget_bytes = budget_bytes
+        self.compute = compute_of(base)  # resolved once for every candidate
 
     def __call__(self, candidate: Candidate) -> Probe:
         config = candidate.apply(self.base, None)
@@ -46,7 +59,7 @@ class Prober:
         if cached is not None:
             return Probe(candidate, cached["peak_bytes"], 0.0, cached=True)
         started = time.perf_counter()
-        peak = measure_peak(config, self._run_data(), self.steps)
+        peak = measure_peak(config, self._run_data(), self.steps, self.compute, self.budget_bytes)
         probe = Probe(candidate, peak, time.perf_counter() - started)
         atomic_write_json(path, {"peak_bytes": peak, "time_s": probe.time_s, "key": self._key(config)})
         log.info("probe %s %s: %s in %.1f s", config.loss, candidate.label(), format_bytes(peak), probe.time_s)
@@ -64,16 +77,19 @@ class Prober:
         from rece_bench.data.store import read_meta
         from rece_bench.losses.base import lookup
         from rece_bench.models.sasrec import SASRec
+        from rece_bench.run import working_loss_params
 
         params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
         params.pop("budget_bytes", None)
+        block_mib = working_loss_params(config, self.compute.device, self.budget_bytes).get("block_mib")
         if self._data is not None:
             prepared_at = self._data.prepared_at
         else:
             prepared_at = read_meta(self.data_root, config.dataset).get("created_at")
         return {
             "dataset": config.dataset, "prepared_at": prepared_at,
-            "loss": config.loss, "params": params, "device": _device_name(config.device), "steps": self.steps,
+            "loss": config.loss, "params": params, "device": self.compute.describe(), "steps": self.steps,
+            "precision": config.precision, "block_mib": block_mib,
             "eval_chunking": [config.eval_users_chunk, config.eval_items_chunk], "version": __version__,
             "loss_revision": lookup(config.loss).revision, "model_revision": SASRec.revision,
         }  # fmt: skip
@@ -100,49 +116,42 @@ def _cached_peak(path: Path) -> dict[str, Any] | None:
     return cached
 
 
-def _device_name(device: str) -> str:
-    import torch
-
-    parsed = torch.device(device)
-    if parsed.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(parsed)}"
-    return parsed.type
-
-
-def measure_peak(config: TrainConfig, data, steps: int = 1) -> int | None:
+def measure_peak(
+    config: TrainConfig, data, steps: int = 1, compute=None, budget_bytes: int | None = None
+) -> int | None:
     """Peak bytes of ``steps`` training steps on the worst-case batch and one validation chunk; None on OOM.
 
-    Adam's state is created before the window (a step with zero gradients leaves the weights as they are), so the
-    first measured step is already a steady-state one: training's peak comes from its second step on.
+    ``compute``: where and how (default: ``run.compute_of(config)``); ``budget_bytes``: the budget probed for,
+    which sizes a streaming loss's block. Adam's state is created before the window (a step with zero gradients
+    leaves the weights as they are), so the first measured step is already a steady-state one: training's peak
+    comes from its second step on.
     """
     import torch
 
     from rece_bench.evaluate import Chunking, evaluate_model
     from rece_bench.memory import PeakMemory
-    from rece_bench.run import build_run
+    from rece_bench.run import build_run, compute_of
     from rece_bench.train import train_step
 
-    device = torch.device(config.device)
-    if device.type == "cuda":  # a cap left by an earlier budgeted run in this process must not fail the probe
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
-    run = build_run(config, data)
+    compute = compute or compute_of(config)
+    compute.cap_memory(None)  # a cap left by an earlier budgeted run in this process must not fail the probe
+    run = build_run(config, data, compute=compute, budget_bytes=budget_bytes)
     chunking = Chunking(config.eval_users_chunk, config.eval_items_chunk)
     init_optimizer_state(run.model, run.optimizer)
-    memory = PeakMemory(device, track=(run.model, run.optimizer))
+    memory = PeakMemory(compute, track=(run.model, run.optimizer))
     try:
         with memory:
             batch = worst_case_batch(data.train, config.batch_size)  # made inside the window, as in training
             for _ in range(steps):
-                train_step(run.model, run.loss_fn, run.optimizer, batch, device)
+                train_step(run.model, run.loss_fn, run.optimizer, batch, compute, run.scaler)
                 memory.step_done()
             valid = head(data.valid, chunking.users)
-            evaluate_model(run.model, valid, device, chunking, step_done=memory.step_done)
+            evaluate_model(run.model, valid, compute, chunking, step_done=memory.step_done)
     except torch.OutOfMemoryError:
         return None
     finally:
         del run
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        compute.empty_cache()
     return memory.stats.peak_bytes
 
 

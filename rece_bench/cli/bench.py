@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, check_device, console, parse_params, user_errors
+from rece_bench.cli.common import (
+    DataDirOption,
+    PrecisionOption,
+    ResultsDirOption,
+    console,
+    parse_params,
+    resolved_device,
+    user_errors,
+)
 from rece_bench.errors import UserError
 
 DEFAULT_CONFIGS = ["ce", "rece:n_extra_chunks=3,rounds=8", "rece:n_extra_chunks=1,rounds=1"]
@@ -32,6 +40,7 @@ def bench_step(
     steps: Annotated[int, typer.Option(help="Measured steps per configuration (median reported).")] = 3,
     warmup: Annotated[int, typer.Option(help="Unmeasured steps first (Adam state is created here).")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: PrecisionOption = "fp32",
     seed: Annotated[int, typer.Option(help="Seed of the batch order and the model.")] = 0,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
@@ -54,7 +63,8 @@ def bench_step(
         configs = tuple(parse_loss_config(c) for c in config or DEFAULT_CONFIGS)
         bench = StepBenchConfig(
             dataset=dataset, data_root=data_root(data_dir), configs=configs,
-            batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed, device=check_device(device),
+            batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed,
+            device=resolved_device(device), precision=precision,
             ops=ops, profile_dir=profile,
         )  # fmt: skip
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -79,7 +89,8 @@ def step_table(rows):
 
     base = next((r for r in rows if r.loss == "ce"), None)
     table = Table(
-        title=f"whole training step, {rows[0].dataset}, {rows[0].num_items:,} items, batch {rows[0].batch_size}"
+        title=f"whole training step, {rows[0].dataset}, {rows[0].num_items:,} items, batch {rows[0].batch_size}, "
+        f"{rows[0].precision}"
     )
     for column in (
         "loss",

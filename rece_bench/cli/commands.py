@@ -17,12 +17,13 @@ from rece_bench.cli.common import (
     OptFloat,
     OptInt,
     ParamOption,
+    PrecisionOption,
     ResultsDirOption,
-    check_device,
     console,
     default_of,
     err_console,
     parse_params,
+    resolved_device,
     user_errors,
 )
 from rece_bench.config import TrainConfig
@@ -149,6 +150,7 @@ def run(
     lr: Annotated[OptFloat, typer.Option(help=f"Adam learning rate {_default('lr')}.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = default_of(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
+    precision: PrecisionOption = default_of(TrainConfig, "precision"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
     track_memory_epochs: Annotated[
         int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
@@ -170,7 +172,7 @@ def run(
         )  # fmt: skip
         fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
         config = TrainConfig(
-            dataset=dataset, loss=loss, seed=seed, device=check_device(device),
+            dataset=dataset, loss=loss, seed=seed, device=resolved_device(device), precision=precision,
             track_memory_epochs=track_memory_epochs, **fields,
         )  # fmt: skip
         if budget is None:
@@ -297,6 +299,7 @@ def demo(
     budget: Annotated[
         str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")
     ] = format_size(default_of(DemoConfig, "budget_bytes")).replace(" ", ""),
+    precision: PrecisionOption = default_of(DemoConfig, "precision"),
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -307,9 +310,15 @@ def demo(
 
     with user_errors():
         budget_bytes = None if budget.lower() == "none" else _parse_budget(budget)
-        config = DemoConfig(data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes)
+        config = DemoConfig(
+            data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes,
+            precision=precision,
+        )  # fmt: skip
         sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
-        console.print(f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}")
+        console.print(
+            f"[bold]demo:[/] synthetic, {sizes}; losses: {', '.join(config.losses)}; budget {budget}; "
+            f"precision {config.precision}"
+        )
         try:
             runs = run_demo(config, RichTrainingProgress)
         except KeyboardInterrupt:

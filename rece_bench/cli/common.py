@@ -62,19 +62,11 @@ def user_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def check_device(text: str) -> str:
-    """A device this machine has, as a string: 'cpu', 'cuda' or 'cuda:N'; anything else is a UserError."""
-    import torch
+def resolved_device(text: str) -> str:
+    """The indexed device of ``--device`` as a string ('cpu', 'cuda:0'); ``device.resolve_device`` says why not."""
+    from rece_bench.device import resolve_device
 
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"--device {text!r} is not a device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {text} asked for, but CUDA is not available here: use --device cpu")
-    if device.type not in {"cpu", "cuda"}:
-        raise UserError(f"--device {text}: only cpu and cuda are measured")
-    return str(device)
+    return str(resolve_device(text))
 
 
 # ---------------------------------------------------------------- options shared by several commands
@@ -89,6 +81,11 @@ BudgetOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
 ]
+PRECISION_HELP = (
+    "fp32; bf16 (the choice on a GPU: the model's forward and the loss under bfloat16 autocast, float32 weights); "
+    "or fp16 (float16 autocast with a gradient scaler)."
+)
+PrecisionOption = Annotated[str, typer.Option(help=PRECISION_HELP)]
 GridOption = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option(help="TOML file of budget ladders per loss, replacing the built-in ones (Python 3.11+)."),

@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from rece_bench.bench_loss import BenchLossConfig
-from rece_bench.cli.common import ResultsDirOption, check_device, console, default_of, user_errors
+from rece_bench.cli.common import (
+    PrecisionOption,
+    ResultsDirOption,
+    console,
+    default_of,
+    resolved_device,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from rece_bench.bench_loss import BenchLossRow
@@ -33,7 +40,7 @@ def losses_command() -> None:
         for column in ("name", "description", "parameters"):
             table.add_column(column, overflow="fold")
         for info in describe_losses():
-            params = "\n".join(f"{p.name}: {p.type} = {p.default!r}  {p.help}" for p in info.params) or "-"
+            params = "\n".join(f"{p.name}: {p.type} = {p.default_text}  {p.help}" for p in info.params) or "-"
             note = " Needs batch (sequence of each position, the user's seen items)." if info.needs_batch else ""
             note += "".join(f" Built with {key}: {DATA_INPUTS[key]}." for key in info.data_inputs)
             name = f"{info.name}\n({info.label})" if info.label else info.name
@@ -53,6 +60,7 @@ def bench_loss_command(
         BenchLossConfig, "repeats"
     ),
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: PrecisionOption = default_of(BenchLossConfig, "precision"),
     seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = default_of(
         BenchLossConfig, "seed"
     ),
@@ -77,8 +85,8 @@ def bench_loss_command(
 
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
-            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=check_device(device),
-            seed=seed, threads=threads, ops=ops, profile_dir=profile,
+            params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=resolved_device(device),
+            precision=precision, seed=seed, threads=threads, ops=ops, profile_dir=profile,
         )  # fmt: skip
         table = _bench_table(ops)
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
@@ -89,6 +97,7 @@ def bench_loss_command(
 
 def _bench_table(ops: bool = False) -> Table:
     table = Table(title="Loss benchmark (forward+backward)")
+    table.add_column("precision")
     columns = ("loss", "items", "params", "status", "peak", "beyond inputs", "median s", "loss value")
     for column in columns + (("ops (data-dependent)",) if ops else ()):
         table.add_column(column, justify="left" if column in {"loss", "params", "status"} else "right")
@@ -103,9 +112,9 @@ def _progress(table: Table, row: BenchLossRow) -> None:
     time_s = "-" if row.median_time_s is None else f"{row.median_time_s:.2f}"
     value = "-" if row.loss_value is None else f"{row.loss_value:.4f}"
     cells = (format_bytes(row.peak_bytes), format_bytes(row.peak_beyond_inputs_bytes), time_s, value)
-    if len(table.columns) > 8:  # --ops
+    if len(table.columns) > 9:  # --ops
         cells += (ops_cell(row.ops),)
-    table.add_row(row.loss, f"{row.num_items:,}", params, status, *cells)
+    table.add_row(row.precision, row.loss, f"{row.num_items:,}", params, status, *cells)
     console.print(f"{row.loss} C={row.num_items:,}: {status}, {cells[0]}, {time_s} s", highlight=False)
 
 

@@ -12,10 +12,11 @@ from rece_bench.cli.common import (
     GridOption,
     OptFloat,
     OptInt,
+    PrecisionOption,
     ResultsDirOption,
-    check_device,
     console,
     default_of,
+    resolved_device,
     user_errors,
 )
 from rece_bench.config import TrainConfig
@@ -162,6 +163,7 @@ def sweep(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (--engine ray: cpu or cuda).")] = default_of(
         TrainConfig, "device"
     ),
+    precision: PrecisionOption = default_of(TrainConfig, "precision"),
     engine: Annotated[
         str, typer.Option(help="local: one job after another here; ray: Ray tasks, on this machine or a cluster.")
     ] = "local",
@@ -185,8 +187,10 @@ def sweep(
     with user_errors():
         _refuse_workers(workers)
         runner = sweep_engine(engine, address, cpus_per_job, gpus_per_job, retries)
-        device = check_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
-        base = TrainConfig(dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device)
+        device = resolved_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
+        base = TrainConfig(
+            dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device, precision=precision
+        )
         config = _sweep_config(base, loss, budget, seeds, grid)
         try:
             with RichSweepProgress() as progress:

@@ -20,9 +20,12 @@ from typing import Any, ClassVar
 import torch
 
 from rece_bench.budget.ladder import Ladder
+from rece_bench.device import working_block_bytes
 from rece_bench.errors import UserError
+from rece_bench.losses.precision import accumulate_dtype, autocast_off, compute_dtype
 
 LOSSES: dict[str, type[Loss]] = {}
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class ParamSpec:
     type: str  # "int", "float", "int | None", "Generator | None"
     default: Any
     help: str
+    shown_default: str = ""  # how listings show the default when its repr would not say what it means
+
+    @property
+    def default_text(self) -> str:
+        return self.shown_default or repr(self.default)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class Loss(torch.nn.Module):
     def __init__(self, num_items: int) -> None:
         super().__init__()
         self.num_items = check_int("num_items", num_items, minimum=1)
+        self._values_checked = False  # the target range was read once on a device where reading it syncs
 
     def forward(
         self,
@@ -159,6 +168,30 @@ class Loss(torch.nn.Module):
         targets: torch.Tensor,
         batch: LossBatch | None = None,
     ) -> torch.Tensor:
+        """The loss, a float32 scalar (float64 for float64 inputs).
+
+        ``hidden`` and ``item_emb`` are cast (differentiably) to one compute dtype, ``precision.compute_dtype``:
+        the autocast dtype under autocast, else the wider of theirs. ``compute`` runs with autocast off, so it and
+        its autograd Functions see same-dtype inputs whatever the caller's context; each input's gradient comes
+        back in its own dtype (a float32 parameter gets a float32 gradient).
+        """
+        self.check_call(hidden, item_emb, targets, batch)
+        dtype = compute_dtype(hidden, item_emb)
+        with autocast_off(hidden.device.type):
+            value = self.compute(hidden.to(dtype), item_emb.to(dtype), targets, batch)
+        return value.to(accumulate_dtype(dtype))
+
+    def check_call(
+        self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
+    ) -> None:
+        """Shapes, dtypes and devices on every call (free: metadata); the values of ``targets`` and ``batch``
+        on every call where reading them is free (``SYNC_FREE_DEVICE_TYPES``), else on this loss's first call.
+
+        Why not ``torch._assert_async`` on a GPU: a failed device assert poisons the CUDA context (every later
+        call fails, the process must restart) and names neither the argument nor the fix. Reading the range once
+        costs one synchronisation per loss instance; a bad id is a data error, present from the first batch
+        (0- versus 1-based ids, a pad id left in), which the first call catches with a one-line message.
+        """
         check_inputs(hidden, item_emb, targets, self.num_items)
         if self.needs_batch:
             if batch is None:
@@ -166,8 +199,13 @@ class Loss(torch.nn.Module):
                     f"loss {self.name!r} samples negatives per user and needs batch=LossBatch(seq_index, "
                     "seen_items); got batch=None"
                 )
-            check_batch(batch, hidden.shape[0], self.num_items)
-        return self.compute(hidden, item_emb, targets, batch)
+            check_batch(batch, hidden.shape[0])
+        if self._values_checked:
+            return
+        check_target_values(targets, self.num_items)
+        if self.needs_batch and batch is not None:
+            check_batch_values(batch, self.num_items)
+        self._values_checked = hidden.device.type not in SYNC_FREE_DEVICE_TYPES
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
@@ -187,6 +225,38 @@ class Loss(torch.nn.Module):
         shown = [f"num_items={self.num_items}"]
         shown += [f"{p.name}={getattr(self, p.name)!r}" for p in self.params if p.name != "generator"]
         return ", ".join(shown)
+
+
+# ---------------------------------------------------------------- working blocks of the streaming losses
+
+AUTO_BLOCK_TEXT = "auto (32 MiB on CPU, sized to free memory on a GPU)"
+
+
+def block_mib_param(what: str) -> ParamSpec:
+    """The ``block_mib`` parameter of a streaming loss; ``what`` says what one block holds."""
+    return ParamSpec(
+        "block_mib", "float | None", None, f"Working memory of {what}, in MiB; None: the device's.", AUTO_BLOCK_TEXT
+    )
+
+
+def check_block_mib(value: Any) -> float | None:
+    return None if value is None else check_float("block_mib", value, 0.0, 1e6, low_open=True)
+
+
+def block_bytes(block_mib: float | None, device: Any = None) -> int:
+    """A working block in bytes: ``block_mib`` when given, else the device's (``device.working_block_bytes``,
+    read at call time: 32 MiB on a CPU, sized to the free memory on a GPU); ``device`` None (estimates made
+    without a device) means a CPU."""
+    if block_mib is not None:
+        return int(block_mib * MIB)
+    return working_block_bytes("cpu" if device is None else device)
+
+
+def accumulator_bytes(n_positions: int, num_items: int, dim: int, elem_bytes: int) -> int:
+    """The float32 gradient buffers of a loss that gathers its gradients in float32 and casts them to the inputs'
+    dtype at the end: beyond the inputs' gradients in bf16 or fp16, nothing in full precision (they are the
+    gradients)."""
+    return 0 if elem_bytes >= 4 else (n_positions + num_items) * dim * 4
 
 
 def inputs_bytes(n_positions: int, num_items: int, dim: int, elem_bytes: int) -> int:
@@ -234,8 +304,14 @@ def check_generator(value: Any) -> torch.Generator | None:
     return value
 
 
+# Device types where reading a tensor's values on the host is free (nothing to wait for): the input values are
+# checked on every call there. Elsewhere (CUDA) they are read on a loss's first call only: each read is a host
+# synchronisation, and the losses keep none in the step (tests/losses/test_precision.py counts them).
+SYNC_FREE_DEVICE_TYPES = ("cpu",)
+
+
 def check_inputs(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, num_items: int) -> None:
-    """Shapes, dtypes and target range; the message names the argument and the fix."""
+    """Shapes, dtypes and devices (metadata only, no value is read); the message names the argument and the fix."""
     if hidden.dim() != 2 or item_emb.dim() != 2:
         raise UserError(
             f"hidden must be (N, D) and item_emb (C, D): got hidden {tuple(hidden.shape)}, "
@@ -243,10 +319,12 @@ def check_inputs(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Te
         )
     if hidden.shape[1] != item_emb.shape[1]:
         raise UserError(f"hidden has D={hidden.shape[1]} but item_emb has D={item_emb.shape[1]}: use the same width")
-    if hidden.dtype != item_emb.dtype or hidden.device != item_emb.device:
+    if not (hidden.is_floating_point() and item_emb.is_floating_point()):
+        raise UserError(f"hidden and item_emb must be floating point, got {hidden.dtype} and {item_emb.dtype}")
+    if hidden.device != item_emb.device or targets.device != hidden.device:
         raise UserError(
-            f"hidden is {hidden.dtype} on {hidden.device} but item_emb is {item_emb.dtype} on {item_emb.device}: "
-            "use one dtype and device"
+            f"hidden is on {hidden.device}, item_emb on {item_emb.device}, targets on {targets.device}: "
+            "put them on one device"
         )
     if item_emb.shape[0] != num_items:
         raise UserError(f"item_emb has {item_emb.shape[0]} rows but the loss was built with num_items={num_items}")
@@ -256,18 +334,28 @@ def check_inputs(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Te
         )
     if hidden.shape[0] == 0:
         raise UserError("hidden has no positions (N=0): pass at least one non-pad position")
+
+
+def check_target_values(targets: torch.Tensor, num_items: int) -> None:
+    """Every target in [0, C): reads two values (a host synchronisation on a GPU)."""
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= num_items:
         bad = low if low < 0 else high
         raise UserError(f"targets must lie in [0, {num_items}), got {bad} (0-based ids, no pad id)")
 
 
-def check_batch(batch: LossBatch, n_positions: int, num_items: int) -> None:
+def check_batch(batch: LossBatch, n_positions: int) -> None:
+    """Shapes and dtypes of a batch (metadata only)."""
     seq_index, seen = batch.seq_index, batch.seen_items
     if seq_index.shape != (n_positions,) or seq_index.dtype != torch.long:
         raise UserError(f"batch.seq_index must be a (N,) long tensor with N={n_positions}, got {seq_index.shape}")
     if seen.dim() != 2 or seen.dtype != torch.long:
         raise UserError(f"batch.seen_items must be a (B, S) long tensor, got {tuple(seen.shape)} {seen.dtype}")
+
+
+def check_batch_values(batch: LossBatch, num_items: int) -> None:
+    """Sequence rows and seen ids in range: reads four values (a host synchronisation on a GPU)."""
+    seq_index, seen = batch.seq_index, batch.seen_items
     if int(seq_index.min()) < 0 or int(seq_index.max()) >= seen.shape[0]:
         raise UserError(f"batch.seq_index must lie in [0, {seen.shape[0]}) (rows of seen_items)")
     if seen.numel() and (int(seen.min()) < -1 or int(seen.max()) >= num_items):

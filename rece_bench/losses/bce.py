@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from rece_bench.budget.ladder import Ladder
-from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_generator, check_int, register
+from rece_bench.losses.base import (
+    Loss,
+    LossBatch,
+    ParamSpec,
+    accumulator_bytes,
+    check_generator,
+    check_int,
+    register,
+)
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 N_NEGATIVES = ParamSpec("n_negatives", "int", 256, "Negatives per position.")
@@ -23,6 +31,13 @@ def binary_ce(positive_nll: torch.Tensor, negative_logits: torch.Tensor) -> torc
     """Mean over the 1+K columns of each position, then over positions; positive_nll (N,), logits (N, K)."""
     negative_nll = F.softplus(negative_logits).sum(dim=1)  # -log(1 - sigmoid(s)) summed over K -> (N,)
     return ((positive_nll + negative_nll) / (1 + negative_logits.shape[1])).mean()
+
+
+def sampled_work_bytes(loss: Loss, n_positions: int, dim: int, elem_bytes: int) -> int:
+    """BCE+, CE-, gBCE: ids and about four (N, K) tensors of float32-or-wider logits, the gathered rows of a
+    block, and the float32 gradient buffers of reduced precision."""
+    logits = n_positions * loss.n_negatives * (8 + 4 * max(elem_bytes, 4))
+    return logits + (96 << 20) + accumulator_bytes(n_positions, loss.num_items, dim, elem_bytes)
 
 
 class ExcludingSampledLoss(Loss):
@@ -75,4 +90,4 @@ class BCEPlus(ExcludingSampledLoss):
         return self.loss_from_negatives(hidden, item_emb, targets, self.sample_negatives(targets, batch))
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
-        return n_positions * self.n_negatives * (8 + 4 * elem_bytes) + (96 << 20)
+        return sampled_work_bytes(self, n_positions, dim, elem_bytes)

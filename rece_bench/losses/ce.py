@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from rece_bench.budget.ladder import Ladder
 from rece_bench.losses.base import Loss, LossBatch, register
+from rece_bench.losses.precision import accumulate_dtype
 
 # The budget ladder of the full-softmax losses: batch size only, 256 down to 4.
 FULL_LADDER = Ladder({"batch_size": 256}, (("batch_size", (128, 64, 32, 16, 8, 4)),))
@@ -34,7 +35,12 @@ class CrossEntropy(Loss):
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
         logits = hidden @ item_emb.T  # (N, D) x (D, C) -> (N, C)
-        return F.cross_entropy(logits, targets)
+        if logits.dtype == accumulate_dtype(logits.dtype):
+            return F.cross_entropy(logits, targets)
+        # In bf16 or fp16 the (N, C) logits and their softmax stay in that dtype (the memory this baseline stands
+        # for; torch's softmax kernels accumulate in float32 inside); the mean over positions is taken in float32,
+        # not rounded to bf16 as the fused mean's result would be.
+        return F.cross_entropy(logits, targets, reduction="none").float().mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         # the logits, their softmax saved for backward, and the gradient of the logits

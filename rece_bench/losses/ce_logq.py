@@ -52,16 +52,27 @@ from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    accumulator_bytes,
+    block_bytes,
+    block_mib_param,
+    check_block_mib,
     check_bool,
     check_choice,
-    check_float,
     check_generator,
     check_int,
     register,
 )
+from rece_bench.losses.precision import (
+    accumulate_dtype,
+    accumulate_size,
+    add_matmul_,
+    amp_backward,
+    amp_forward,
+    logit_bytes,
+    matmul_acc,
+)
 from rece_bench.losses.sampling import add_positive_grad, positive_logits
 
-_MIB = 1 << 20
 SAMPLERS = ("popularity", "in_batch")
 ZERO_COUNT_WEIGHT = 0.5  # an item with no training interaction is drawn as if it had half of one
 
@@ -103,18 +114,21 @@ def draw_in_batch(targets: torch.Tensor, k: int, generator: torch.Generator | No
 def _block_logits(
     hidden: torch.Tensor, rows: torch.Tensor, shift: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
 ) -> torch.Tensor:
-    """(R, K) corrected logits of R positions against the K columns, each position's own target -inf."""
-    logits = torch.mm(hidden, rows.T).sub_(shift)  # (R, D) x (D, K) -> (R, K), minus log(K q_j)
+    """(R, K) corrected logits of R positions against the K columns, each position's own target -inf; the product
+    in the inputs' dtype, the logits in its accumulate dtype (``shift`` is in it)."""
+    logits = matmul_acc(hidden, rows.T).sub_(shift)  # (R, D) x (D, K) -> (R, K), minus log(K q_j)
     return logits.masked_fill_(targets.unsqueeze(1) == negatives.unsqueeze(0), -torch.inf)  # (R, 1) == (1, K)
 
 
 class _SharedNegativesCE(torch.autograd.Function):
     """Per position: log(exp(s_y - b_y) + sum_k exp(s_jk - a_k)) - (s_y - b_y), with a (K,) the negatives'
-    corrections and b (N,) the positive's; one block of R positions at a time, recomputed in the backward pass."""
+    corrections and b (N,) the positive's; one block of R positions at a time, recomputed in the backward pass.
+    Logits, log-partitions and gradient buffers in the accumulate dtype (float32 for bf16 and fp16)."""
 
     @staticmethod
+    @amp_forward
     def forward(ctx, hidden, item_emb, targets, negatives, neg_shift, pos_shift, block: int):  # noqa: ANN001
-        positive = positive_logits(hidden, item_emb, targets).sub_(pos_shift)  # (N,)
+        positive = positive_logits(hidden, item_emb, targets, accumulate=True).sub_(pos_shift)  # (N,)
         rows = item_emb.index_select(0, negatives)  # (K, D)
         log_partition = torch.empty_like(positive)  # (N,)
         for start in range(0, hidden.shape[0], block):
@@ -128,21 +142,30 @@ class _SharedNegativesCE(torch.autograd.Function):
         return log_partition - positive
 
     @staticmethod
+    @amp_backward
     def backward(ctx, grad_loss):  # noqa: ANN001
         hidden, item_emb, targets, negatives, neg_shift, positive, log_partition = ctx.saved_tensors
+        acc = positive.dtype
+        grad_loss = grad_loss.to(acc)
         rows = item_emb.index_select(0, negatives)  # (K, D)
-        grad_hidden, grad_rows = torch.empty_like(hidden), torch.zeros_like(rows)
+        grad_hidden = torch.empty(hidden.shape, dtype=acc, device=hidden.device)
+        grad_rows = torch.zeros(rows.shape, dtype=acc, device=rows.device)
         for start in range(0, hidden.shape[0], ctx.block):
             part = slice(start, start + ctx.block)
             probs = _block_logits(hidden[part], rows, neg_shift, targets[part], negatives)  # (R, K)
             probs.sub_(log_partition[part].unsqueeze(1)).exp_().mul_(grad_loss[part].unsqueeze(1))  # softmax x grad
-            torch.mm(probs, rows, out=grad_hidden[part])  # (R, K) x (K, D) -> (R, D)
-            grad_rows.addmm_(probs.T, hidden[part])  # (K, R) x (R, D) -> (K, D)
+            probs = probs.to(hidden.dtype)  # the products' operand (no copy in full precision)
+            if probs.dtype == acc:
+                torch.mm(probs, rows, out=grad_hidden[part])  # (R, K) x (K, D) -> (R, D)
+            else:
+                grad_hidden[part] = torch.mm(probs, rows)  # cast up on the copy
+            add_matmul_(grad_rows, probs.T, hidden[part])  # (K, R) x (R, D) -> (K, D)
             del probs
-        grad_items = torch.zeros_like(item_emb).index_add_(0, negatives, grad_rows)  # (K, D) rows at their ids
+        grad_items = torch.zeros(item_emb.shape, dtype=acc, device=item_emb.device)
+        grad_items.index_add_(0, negatives, grad_rows)  # (K, D) rows at their ids
         coef = (positive - log_partition).exp_().sub_(1).mul_(grad_loss)  # d loss / d s_y = softmax_y - 1
         add_positive_grad(grad_hidden, grad_items, hidden, item_emb, targets, coef)
-        return grad_hidden, grad_items, None, None, None, None, None
+        return grad_hidden.to(hidden.dtype), grad_items.to(item_emb.dtype), None, None, None, None, None
 
 
 @register
@@ -153,7 +176,7 @@ class LogQCrossEntropy(Loss):
         ParamSpec("n_negatives", "int", 1024, "K negatives shared by the batch's positions."),
         ParamSpec("sampler", "str", "popularity", "'popularity' (with replacement) or 'in_batch' (the targets)."),
         ParamSpec("correct_positive", "bool", False, "Subtract log(K q_y) from the positive too (Yi et al.)."),
-        ParamSpec("block_mib", "float", 32.0, "Working memory of one block of the (N, K) logits, in MiB."),
+        block_mib_param("one block of the (N, K) logits"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the negatives (seeding)."),
     )
     label = "CE-logQ"
@@ -175,14 +198,14 @@ class LogQCrossEntropy(Loss):
         n_negatives: int = 1024,
         sampler: str = "popularity",
         correct_positive: bool = False,
-        block_mib: float = 32.0,
+        block_mib: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(num_items)
         self.n_negatives = check_int("n_negatives", n_negatives, minimum=1)
         self.sampler = check_choice("sampler", sampler, SAMPLERS)
         self.correct_positive = check_bool("correct_positive", correct_positive)
-        self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
+        self.block_mib = check_block_mib(block_mib)
         self.generator = check_generator(generator)
         if item_counts is None:
             raise UserError(
@@ -206,12 +229,14 @@ class LogQCrossEntropy(Loss):
     ) -> torch.Tensor:
         """The loss on given shared negatives (K,), for tests and for callers with their own sampler."""
         log_k = math.log(negatives.shape[0])
-        neg_shift = self.log_q[negatives].to(hidden.dtype).add_(log_k)  # (K,): log(K q_j)
+        acc = accumulate_dtype(hidden.dtype)  # the corrections join the logits there
+        neg_shift = self.log_q[negatives].to(acc).add_(log_k)  # (K,): log(K q_j)
         if self.correct_positive:
-            pos_shift = self.log_q[targets].to(hidden.dtype).add_(log_k)  # (N,)
+            pos_shift = self.log_q[targets].to(acc).add_(log_k)  # (N,)
         else:
-            pos_shift = torch.zeros_like(hidden[:, 0])
-        block = max(1, int(self.block_mib * _MIB) // (negatives.shape[0] * (2 * hidden.element_size() + 1)))
+            pos_shift = torch.zeros(hidden.shape[0], dtype=acc, device=hidden.device)
+        per_row = negatives.shape[0] * (logit_bytes(hidden.dtype) + accumulate_size(hidden.dtype) + 1)
+        block = max(1, block_bytes(self.block_mib, hidden.device) // per_row)
         per_position = _SharedNegativesCE.apply(hidden, item_emb, targets, negatives, neg_shift, pos_shift, block)
         return per_position.mean()
 
@@ -222,6 +247,7 @@ class LogQCrossEntropy(Loss):
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         k = min(self.n_negatives, n_positions) if self.sampler == "in_batch" else self.n_negatives
-        block = min(int(self.block_mib * _MIB), n_positions * k * (2 * elem_bytes + 1))  # logits, exp, mask
+        block = min(block_bytes(self.block_mib), n_positions * k * (2 * elem_bytes + 1))  # logits, exp, mask
         rows = 3 * k * dim * elem_bytes + 3 * n_positions * dim * elem_bytes  # gathered rows and their grads
-        return block + rows + 8 * self.num_items * 2 + 8 * (n_positions + k) * 4  # log q, cumulative; vectors
+        accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
+        return block + rows + 8 * self.num_items * 2 + 8 * (n_positions + k) * 4 + accumulators  # log q, cumulative

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from rece_bench.losses.base import LossBatch, ParamSpec, register
-from rece_bench.losses.bce import GENERATOR, ExcludingSampledLoss
+from rece_bench.losses.bce import GENERATOR, ExcludingSampledLoss, sampled_work_bytes
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 
@@ -53,4 +53,4 @@ class SampledCrossEntropy(ExcludingSampledLoss):
         return self.loss_from_negatives(hidden, item_emb, targets, negatives, batch.seq_index)
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
-        return n_positions * self.n_negatives * (8 + 4 * elem_bytes) + (96 << 20)
+        return sampled_work_bytes(self, n_positions, dim, elem_bytes)

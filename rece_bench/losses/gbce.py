@@ -16,7 +16,7 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
-from rece_bench.losses.bce import GENERATOR, N_NEGATIVES, SAMPLED_CUTS, SAMPLED_START, binary_ce
+from rece_bench.losses.bce import GENERATOR, N_NEGATIVES, SAMPLED_CUTS, SAMPLED_START, binary_ce, sampled_work_bytes
 from rece_bench.losses.sampling import sample_uniform, scored_with_positive
 
 
@@ -81,4 +81,4 @@ class GeneralisedBCE(Loss):
         return self.loss_from_negatives(hidden, item_emb, targets, self.sample_negatives(targets))
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
-        return n_positions * self.n_negatives * (8 + 4 * elem_bytes) + (96 << 20)
+        return sampled_work_bytes(self, n_positions, dim, elem_bytes)

@@ -15,6 +15,14 @@ from __future__ import annotations
 import torch
 
 from rece_bench.errors import UserError
+from rece_bench.losses.precision import (
+    accumulate_dtype,
+    accumulate_size,
+    amp_backward,
+    amp_forward,
+    matmul_acc,
+    to_accumulate,
+)
 
 _NO_ID = 2**62  # sentinel for padded or repeated seen ids: sorts last and is never <= a rank
 _MAX_REDRAWS = 64
@@ -155,11 +163,17 @@ def _dense_draw(high: torch.Tensor, k: int, generator: torch.Generator | None) -
 
 
 class _GatheredLogits(torch.autograd.Function):
-    """logits[t, k] = <h_t, e_{ids[t, k]}>, a block of rows at a time, the (N, K, D) gather never kept."""
+    """logits[t, k] = <h_t, e_{ids[t, k]}>, a block of rows at a time, the (N, K, D) gather never kept.
+
+    The products run in the inputs' dtype; the logits come out in its accumulate dtype (float32 for bf16 and
+    fp16), so the losses' softplus, log-sum-exp and sums over them run in float32. The item gradient is gathered
+    in a float32 buffer (many positions add into one row) and cast to the input's dtype once.
+    """
 
     @staticmethod
+    @amp_forward
     def forward(ctx, hidden: torch.Tensor, item_emb: torch.Tensor, ids: torch.Tensor, rows: int) -> torch.Tensor:
-        out = torch.empty(ids.shape, dtype=hidden.dtype, device=hidden.device)  # (N, K)
+        out = torch.empty(ids.shape, dtype=accumulate_dtype(hidden.dtype), device=hidden.device)  # (N, K)
         for start in range(0, ids.shape[0], rows):
             stop = start + rows
             block = ids[start:stop]  # (Nb, K)
@@ -170,25 +184,30 @@ class _GatheredLogits(torch.autograd.Function):
         return out
 
     @staticmethod
+    @amp_backward
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         hidden, item_emb, ids = ctx.saved_tensors
-        grad_hidden = torch.empty_like(hidden)
-        grad_items = torch.zeros_like(item_emb)
+        acc = accumulate_dtype(hidden.dtype)
+        grad_out = grad_out.to(acc)
+        grad_hidden = torch.empty(hidden.shape, dtype=acc, device=hidden.device)
+        grad_items = torch.zeros(item_emb.shape, dtype=acc, device=item_emb.device)
         for start in range(0, ids.shape[0], ctx.rows):
             stop = start + ctx.rows
             block_ids, grad = ids[start:stop], grad_out[start:stop]  # (Nb, K)
             emb = item_emb.index_select(0, block_ids.reshape(-1)).view(*block_ids.shape, -1)  # (Nb, K, D)
-            grad_hidden[start:stop] = torch.bmm(grad[:, None, :], emb)[:, 0]  # (Nb, 1, K) x (Nb, K, D)
-            per_pair = grad[:, :, None] * hidden[start:stop, None, :]  # (Nb, K, 1) * (Nb, 1, D) -> (Nb, K, D)
+            grad_hidden[start:stop] = matmul_acc(grad[:, None, :], emb)[:, 0]  # (Nb, 1, K) x (Nb, K, D)
+            rows = hidden[start:stop, None, :].to(acc)  # (Nb, 1, D)
+            per_pair = grad[:, :, None] * rows  # (Nb, K, 1) * (Nb, 1, D) -> (Nb, K, D)
             grad_items.index_add_(0, block_ids.reshape(-1), per_pair.reshape(-1, hidden.shape[1]))  # (Nb K, D)
-        return grad_hidden, grad_items, None, None
+        return grad_hidden.to(hidden.dtype), grad_items.to(item_emb.dtype), None, None
 
 
 def gathered_logits(
     hidden: torch.Tensor, item_emb: torch.Tensor, ids: torch.Tensor, block_bytes: int = 32 << 20
 ) -> torch.Tensor:
-    """(N, K) scores of each position against its own K items, hidden (N, D), item_emb (C, D), ids (N, K)."""
-    per_row = max(1, ids.shape[1] * hidden.shape[1] * hidden.element_size())
+    """(N, K) scores of each position against its own K items, hidden (N, D), item_emb (C, D), ids (N, K), in
+    the accumulate dtype of the inputs' (float32 for bf16 and fp16)."""
+    per_row = max(1, ids.shape[1] * hidden.shape[1] * accumulate_size(hidden.dtype))  # a block's (Nb, K, D) grads
     return _GatheredLogits.apply(hidden, item_emb, ids, max(1, block_bytes // per_row))
 
 
@@ -201,8 +220,13 @@ def scored_with_positive(
     return gathered_logits(hidden, item_emb, ids)
 
 
-def positive_logits(hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(N,) score of each position's target item."""
+def positive_logits(
+    hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, accumulate: bool = False
+) -> torch.Tensor:
+    """(N,) score of each position's target item: in the inputs' dtype, or with ``accumulate`` in its accumulate
+    dtype (float32 for bf16 and fp16; what the streaming losses add their log-sum-exps to)."""
+    if accumulate:
+        hidden, item_emb = to_accumulate(hidden), to_accumulate(item_emb)
     return (hidden * item_emb[targets]).sum(dim=1)  # (N, D) * (N, D) -> (N,)
 
 
@@ -214,6 +238,9 @@ def add_positive_grad(
     targets: torch.Tensor,
     coef: torch.Tensor,
 ) -> None:
-    """Add d/d(h, E) of sum_t coef_t <h_t, e_{y_t}> into the gradients in place (no second (C, D) tensor)."""
-    grad_hidden.addcmul_(coef[:, None], item_emb[targets])  # (N, 1) * (N, D)
-    grad_items.index_add_(0, targets, coef[:, None] * hidden)  # (N, D) rows added at the targets
+    """Add d/d(h, E) of sum_t coef_t <h_t, e_{y_t}> into the gradients in place (no second (C, D) tensor).
+
+    Every operand is cast to the buffers' dtype first (no in-place op mixes dtypes)."""
+    coef = coef.to(grad_hidden.dtype)[:, None]  # (N, 1)
+    grad_hidden.addcmul_(coef, item_emb[targets].to(grad_hidden.dtype))  # (N, 1) * (N, D)
+    grad_items.index_add_(0, targets, (coef * hidden.to(grad_items.dtype)).to(grad_items.dtype))  # rows at targets

@@ -48,15 +48,17 @@ from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    accumulator_bytes,
+    block_bytes,
+    block_mib_param,
+    check_block_mib,
     check_bool,
-    check_float,
     check_generator,
     check_int,
     register,
 )
+from rece_bench.losses.precision import accumulate_dtype, amp_backward, amp_forward, matmul_acc
 from rece_bench.losses.sampling import add_positive_grad, positive_logits
-
-_MIB = 1 << 20
 
 
 def default_bucket_size(n_positions: int) -> int:
@@ -91,10 +93,16 @@ def make_plan(
     b_x = min(size_x or default_bucket_size(n_positions), n_positions)
     b_y = min(size_y, num_items)
     rows_per_slice = max(1, block_bytes // (n_b * elem_bytes))
-    # one bucket: its logits, logsumexp's temporary and the -inf mask, its gathered rows and their gradients
-    per_bucket = b_x * b_y * (2 * elem_bytes + 1) + 2 * (b_x + b_y) * dim * elem_bytes
-    group = max(1, min(n_b, block_bytes // per_bucket))
+    group = max(1, min(n_b, block_bytes // bucket_bytes(b_x, b_y, dim, elem_bytes)))
     return ScePlan(n_positions, num_items, n_b, b_x, b_y, rows_per_slice, group)
+
+
+def bucket_bytes(size_x: int, size_y: int, dim: int, elem_bytes: int) -> int:
+    """One bucket's working memory: its logits (made in the inputs' dtype, worked on in the accumulate dtype),
+    logsumexp's temporary and the -inf mask, its gathered rows and their gradients."""
+    acc_bytes = max(elem_bytes, 4)
+    logit = acc_bytes + (elem_bytes if elem_bytes < acc_bytes else 0)
+    return size_x * size_y * (logit + acc_bytes + 1) + 2 * (size_x + size_y) * dim * elem_bytes
 
 
 # ---------------------------------------------------------------- selection (no gradient)
@@ -112,14 +120,16 @@ def draw_directions(
     """
     n_positions, dim = hidden.shape
     scale = dim**-0.25
+    acc = accumulate_dtype(hidden.dtype)  # drawn there, so a seed gives the same draws in any precision
     if not mix_x:
-        return torch.randn(n_buckets, dim, generator=generator, device=hidden.device, dtype=hidden.dtype).mul_(scale)
-    directions = torch.zeros(n_buckets, dim, device=hidden.device, dtype=hidden.dtype)
+        directions = torch.randn(n_buckets, dim, generator=generator, device=hidden.device, dtype=acc).mul_(scale)
+        return directions.to(hidden.dtype)
+    directions = torch.zeros(n_buckets, dim, device=hidden.device, dtype=acc)
     for start in range(0, n_positions, rows_per_slice):
-        rows = hidden[start : start + rows_per_slice]  # (M, D)
-        mix = torch.randn(rows.shape[0], n_buckets, generator=generator, device=hidden.device, dtype=hidden.dtype)
+        rows = hidden[start : start + rows_per_slice].to(acc)  # (M, D)
+        mix = torch.randn(rows.shape[0], n_buckets, generator=generator, device=hidden.device, dtype=acc)
         directions.addmm_(mix.T, rows, alpha=scale)  # (n_b, M) x (M, D) -> (n_b, D)
-    return directions
+    return directions.to(hidden.dtype)
 
 
 @torch.no_grad()
@@ -165,12 +175,13 @@ def _group_logits(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits of G buckets with each position's positive masked to -inf, and the gathered rows.
 
-    pos_ids (G, b_x), item_ids (G, b_y) -> logits (G, b_x, b_y), rows_x (G, b_x, D), rows_y (G, b_y, D).
+    pos_ids (G, b_x), item_ids (G, b_y) -> logits (G, b_x, b_y), rows_x (G, b_x, D), rows_y (G, b_y, D). The
+    product runs in the inputs' dtype, the logits come out in its accumulate dtype (float32 for bf16 and fp16).
     """
     n_group, dim = pos_ids.shape[0], hidden.shape[1]
     rows_x = hidden.index_select(0, pos_ids.reshape(-1)).view(n_group, -1, dim)  # (G b_x, D) -> (G, b_x, D)
     rows_y = item_emb.index_select(0, item_ids.reshape(-1)).view(n_group, -1, dim)  # (G b_y, D) -> (G, b_y, D)
-    logits = torch.bmm(rows_x, rows_y.transpose(1, 2))  # (G, b_x, D) x (G, D, b_y) -> (G, b_x, b_y)
+    logits = matmul_acc(rows_x, rows_y.transpose(1, 2))  # (G, b_x, D) x (G, D, b_y) -> (G, b_x, b_y)
     own = targets[pos_ids].unsqueeze(2) == item_ids.unsqueeze(1)  # (G, b_x, 1) == (G, 1, b_y) -> (G, b_x, b_y)
     return logits.masked_fill_(own, -torch.inf), rows_x, rows_y
 
@@ -195,8 +206,8 @@ def _add_group_grads(
     logits, rows_x, rows_y = _group_logits(*inputs)
     # d ce / d s_j = softmax_j, times the incoming gradient; the masked pairs give exp(-inf) = 0
     probs = logits.sub_(log_partition.unsqueeze(2)).exp_().mul_(grad_ce.unsqueeze(2))  # (G, b_x, b_y)
-    grad_x = torch.bmm(probs, rows_y)  # (G, b_x, b_y) x (G, b_y, D) -> (G, b_x, D)
-    grad_y = torch.bmm(probs.transpose(1, 2), rows_x)  # (G, b_y, b_x) x (G, b_x, D) -> (G, b_y, D)
+    grad_x = matmul_acc(probs, rows_y)  # (G, b_x, b_y) x (G, b_y, D) -> (G, b_x, D)
+    grad_y = matmul_acc(probs.transpose(1, 2), rows_x)  # (G, b_y, b_x) x (G, b_x, D) -> (G, b_y, D)
     dim = hidden.shape[1]
     grad_hidden.index_add_(0, pos_ids.reshape(-1), grad_x.view(-1, dim))  # (G b_x, D) rows at the positions
     grad_items.index_add_(0, item_ids.reshape(-1), grad_y.view(-1, dim))  # (G b_y, D) rows at the items
@@ -206,13 +217,15 @@ class _BucketCrossEntropy(torch.autograd.Function):
     """CE of every (bucket, selected position): log(exp(s_y) + sum_{j in bucket, j != y} exp(s_j)) - s_y.
 
     Returns (n_b, b_x). Streams over groups of G buckets; saves only the (n_b, b_x) log-partitions and
-    recomputes each group's logits in the backward pass.
+    recomputes each group's logits in the backward pass. Logits, log-partitions and gradient buffers in the
+    accumulate dtype (float32 for bf16 and fp16), the gradients cast to the inputs' dtype once at the end.
     """
 
     @staticmethod
+    @amp_forward
     def forward(ctx, hidden, item_emb, targets, pos_ids, item_ids, group: int):  # noqa: ANN001
-        positive = positive_logits(hidden, item_emb, targets)  # (N,)
-        log_partition = torch.empty(pos_ids.shape, dtype=hidden.dtype, device=hidden.device)  # (n_b, b_x)
+        positive = positive_logits(hidden, item_emb, targets, accumulate=True)  # (N,)
+        log_partition = torch.empty(pos_ids.shape, dtype=positive.dtype, device=hidden.device)  # (n_b, b_x)
         for start in range(0, pos_ids.shape[0], group):
             rows = slice(start, start + group)
             log_partition[rows] = _group_log_partition(hidden, item_emb, targets, pos_ids[rows], item_ids[rows])
@@ -222,9 +235,13 @@ class _BucketCrossEntropy(torch.autograd.Function):
         return log_partition - positive[pos_ids]
 
     @staticmethod
+    @amp_backward
     def backward(ctx, grad_ce):  # noqa: ANN001
         hidden, item_emb, targets, pos_ids, item_ids, positive, log_partition = ctx.saved_tensors
-        grad_hidden, grad_items = torch.zeros_like(hidden), torch.zeros_like(item_emb)
+        acc = positive.dtype
+        grad_ce = grad_ce.to(acc)
+        grad_hidden = torch.zeros(hidden.shape, dtype=acc, device=hidden.device)
+        grad_items = torch.zeros(item_emb.shape, dtype=acc, device=item_emb.device)
         for start in range(0, pos_ids.shape[0], ctx.group):
             rows = slice(start, start + ctx.group)
             inputs = hidden, item_emb, targets, pos_ids[rows], item_ids[rows]
@@ -233,7 +250,7 @@ class _BucketCrossEntropy(torch.autograd.Function):
         per_slot = (positive[pos_ids] - log_partition).exp_().sub_(1).mul_(grad_ce)  # (n_b, b_x)
         coef = torch.zeros_like(positive).index_add_(0, pos_ids.reshape(-1), per_slot.reshape(-1))  # (N,)
         add_positive_grad(grad_hidden, grad_items, hidden, item_emb, targets, coef)
-        return grad_hidden, grad_items, None, None, None, None
+        return grad_hidden.to(hidden.dtype), grad_items.to(item_emb.dtype), None, None, None, None
 
 
 def mean_over_selected(per_bucket: torch.Tensor, pos_ids: torch.Tensor, n_positions: int) -> torch.Tensor:
@@ -259,7 +276,7 @@ class ScalableCrossEntropy(Loss):
         ParamSpec("bucket_size_x", "int | None", None, "b_x positions per bucket; None: int(2 sqrt(N)), at most N."),
         ParamSpec("bucket_size_y", "int", 256, "b_y items per bucket (at most C)."),
         ParamSpec("mix_x", "bool", False, "Directions as random mixes of the batch's positions, not Gaussian."),
-        ParamSpec("block_mib", "float", 32.0, "Working memory of one projection slice or bucket group, in MiB."),
+        block_mib_param("one projection slice or bucket group"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the directions (seeding)."),
     )
     label = "SCE"
@@ -306,7 +323,7 @@ class ScalableCrossEntropy(Loss):
         bucket_size_x: int | None = None,
         bucket_size_y: int = 256,
         mix_x: bool = False,
-        block_mib: float = 32.0,
+        block_mib: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(num_items)
@@ -314,20 +331,20 @@ class ScalableCrossEntropy(Loss):
         self.bucket_size_x = None if bucket_size_x is None else check_int("bucket_size_x", bucket_size_x, minimum=1)
         self.bucket_size_y = check_int("bucket_size_y", bucket_size_y, minimum=1)
         self.mix_x = check_bool("mix_x", mix_x)
-        self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
+        self.block_mib = check_block_mib(block_mib)
         self.generator = check_generator(generator)
 
-    def plan(self, n_positions: int, dim: int, elem_bytes: int = 4) -> ScePlan:
-        block_bytes = int(self.block_mib * _MIB)
+    def plan(self, n_positions: int, dim: int, elem_bytes: int = 4, device: torch.device | None = None) -> ScePlan:
+        """The sizes of a call; ``device`` None (an estimate without a device): a CPU's block when block_mib is None."""
         return make_plan(
             n_positions, self.num_items, dim, self.n_buckets, self.bucket_size_x, self.bucket_size_y,
-            block_bytes, elem_bytes,
+            block_bytes(self.block_mib, device), elem_bytes,
         )  # fmt: skip
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
-        plan = self.plan(hidden.shape[0], hidden.shape[1], hidden.element_size())
+        plan = self.plan(hidden.shape[0], hidden.shape[1], hidden.element_size(), hidden.device)
         directions = draw_directions(hidden.detach(), plan.n_buckets, self.mix_x, self.generator, plan.rows_per_slice)
         return self.loss_from_directions(hidden, item_emb, targets, directions)
 
@@ -335,7 +352,7 @@ class ScalableCrossEntropy(Loss):
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, directions: torch.Tensor
     ) -> torch.Tensor:
         """The loss for given directions (n_b, D), for tests and for callers with their own draws."""
-        plan = self.plan(hidden.shape[0], hidden.shape[1], hidden.element_size())
+        plan = self.plan(hidden.shape[0], hidden.shape[1], hidden.element_size(), hidden.device)
         pos_ids, item_ids = select(hidden, item_emb, directions, plan)  # (n_b, b_x), (n_b, b_y)
         per_bucket = _BucketCrossEntropy.apply(hidden, item_emb, targets, pos_ids, item_ids, plan.buckets_per_group)
         return mean_over_selected(per_bucket, pos_ids, hidden.shape[0])
@@ -343,9 +360,9 @@ class ScalableCrossEntropy(Loss):
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         plan = self.plan(n_positions, dim, elem_bytes)
         n_b, b_x, b_y = plan.n_buckets, plan.size_x, plan.size_y
-        per_bucket = b_x * b_y * (2 * elem_bytes + 1) + 2 * (b_x + b_y) * dim * elem_bytes  # logits, exp, rows
-        group = plan.buckets_per_group * per_bucket
+        group = plan.buckets_per_group * bucket_bytes(b_x, b_y, dim, elem_bytes)
         projection = n_b * plan.rows_per_slice * elem_bytes + 4 * n_b * max(b_x, b_y) * (elem_bytes + 8)  # top-k
         selection = n_b * (b_x + b_y) * 8 + 4 * n_b * b_x * elem_bytes  # ids; log-partitions, CE and its grad
         positives = 3 * n_positions * dim * elem_bytes + 8 * n_positions * elem_bytes  # gathered targets' rows
-        return max(group, projection) + selection + positives
+        accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
+        return max(group, projection) + selection + positives + accumulators
