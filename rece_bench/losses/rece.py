@@ -258,9 +258,11 @@ def backward_rows(hidden: torch.Tensor, log_partition: torch.Tensor, scale: torc
     return F.pad(torch.cat(parts, dim=1), (0, 0, 0, 1))  # (N + 1, 2 D + k)
 
 
-def fresh_pairs(plan: RecePlan, rounds: Rounds, q: int, item_ids: torch.Tensor, pos_ids: torch.Tensor) -> torch.Tensor:
-    """(G, I, V) bool, True where no round q' < q scored pair (item slot, window slot) of a round-q group, that
-    is |chunk_q'(j) - chunk_q'(t)| > n_ec for every q' < q. ``item_ids`` (G I,) and ``pos_ids`` ((G + 2 n_ec) P,)
+def scored_before(
+    plan: RecePlan, rounds: Rounds, q: int, item_ids: torch.Tensor, pos_ids: torch.Tensor
+) -> torch.Tensor:
+    """(G, I, V) bool, True where a round q' < q scored pair (item slot, window slot) of a round-q group, that
+    is |chunk_q'(j) - chunk_q'(t)| <= n_ec for some q' < q. ``item_ids`` (G I,) and ``pos_ids`` ((G + 2 n_ec) P,)
     are the group's.
 
     All q earlier rounds at once: their gaps form one (q, G, I, V) integer tensor (``chunk_bytes`` counts it).
@@ -275,7 +277,7 @@ def fresh_pairs(plan: RecePlan, rounds: Rounds, q: int, item_ids: torch.Tensor, 
     gap = torch.sub(item_chunk, window).abs_()  # (q, G, I, V)
     closest = gap.amin(dim=0)  # (G, I, V)
     del gap  # the largest tensor of the call at a GPU's block: gone before the flags are made
-    return closest.gt(plan.n_extra)
+    return closest.le(plan.n_extra)
 
 
 def positive_in_windows(plan: RecePlan, rounds: Rounds, targets: torch.Tensor) -> torch.Tensor:
@@ -299,10 +301,20 @@ def pack_flags(flags: torch.Tensor, shifts: torch.Tensor | None = None) -> torch
     return flat.view(-1, 8).bitwise_left_shift(shifts).sum(dim=1, dtype=torch.uint8)  # (n / 8, 8) -> (n / 8,)
 
 
-def unpack_flags(bits: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+def _bit_masks(device: torch.device) -> torch.Tensor:
+    """(8,) uint8: 1, 2, 4, ..., 128 (made on the device: no copy from the host)."""
+    return torch.ones(8, dtype=torch.uint8, device=device).bitwise_left_shift_(_bit_shifts(device))
+
+
+def unpack_mask(bits: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """The inverse of pack_flags as a bool mask: uint8 (n,) -> bool (8 n,)."""
+    masks = _bit_masks(bits.device) if masks is None else masks
+    return bits.unsqueeze(1).bitwise_and(masks).ne(0).view(-1)  # (n, 1) & (8,) -> (n, 8) -> (8 n,)
+
+
+def unpack_flags(bits: torch.Tensor) -> torch.Tensor:
     """The inverse of pack_flags: uint8 (n,) -> uint8 0/1 (8 n,)."""
-    shifts = _bit_shifts(bits.device) if shifts is None else shifts
-    return bits.unsqueeze(1).bitwise_right_shift(shifts).bitwise_and_(1).view(-1)  # (n, 8) -> (8 n,)
+    return unpack_mask(bits).view(torch.uint8)
 
 
 @dataclass(frozen=True)
@@ -350,10 +362,11 @@ def window_logits(
 
 
 def group_log_sums(
-    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, keep: torch.Tensor | None, out: torch.Tensor
+    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, seen: torch.Tensor | None, out: torch.Tensor
 ) -> None:
     """out (G, 1, V) <- for each window column (one position slot against one item chunk of the group): the log
-    of the sum of exp over its pairs kept (``keep`` (G, I, V), None: all), -inf for none.
+    of the sum of exp over its pairs not ``seen`` in an earlier round ((G, I, V) bool, None: none), -inf for
+    none.
 
     The shift is the column's maximum, so no exponential overflows whatever the logits. A masked pair (scored in
     an earlier round) may set it: it is in the position's partition, so what it pushes below the float range is
@@ -365,8 +378,8 @@ def group_log_sums(
     if plan.has_empty_item_chunks:
         top.clamp_(min=_pad_logit(logits.dtype) / 2)
     logits.sub_(top).exp_()
-    if keep is not None:
-        logits.mul_(keep)  # a 0/1 product: no floating dtype meets another
+    if seen is not None:
+        logits.masked_fill_(seen, 0.0)  # not a product by the flags: a CPU would copy them to floats first
     total = logits.sum(dim=1, keepdim=True, dtype=out.dtype)  # (G, I, V) -> (G, 1, V)
     torch.add(total.log_(), top.to(out.dtype), out=out)
 
@@ -387,15 +400,15 @@ class Grads:
 
 
 def group_backward(
-    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, keep: torch.Tensor | None, grads: Grads
+    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, seen: torch.Tensor | None, grads: Grads
 ) -> None:
     """Add one group's share of the gradients: the softmax weights come straight out of the product (the rows
     carry -log Z_t), then one bmm for the items and one for the positions, whose overlapping windows index_add_
     sums into their slots."""
     probs, span, pos = window_logits(items, rows, group, plan)
     probs.exp_()  # (G, I, V): p_tj
-    if keep is not None:
-        probs.mul_(keep)
+    if seen is not None:
+        probs.masked_fill_(seen, 0.0)
     n_group, cols, dim, row = len(group.chunks), span.shape[2], grads.items.shape[1], pos.shape[1]
     scaled = pos.as_strided((n_group, plan.width, dim), (plan.pos_per_chunk * row, row, 1), cols)  # (G, V, D) view
     grad_span = torch.bmm(probs, scaled)  # (G, I, V) x (G, V, D) -> (G, I, D)
@@ -439,12 +452,12 @@ class _ReceCrossEntropy(torch.autograd.Function):
         sums = torch.full(shape, -torch.inf, dtype=acc, device=hidden.device)
         per_round, shifts, packed = sums.unbind(0), _bit_shifts(hidden.device), []
         for group in round_groups(plan, slots):
-            keep = None
+            seen = None
             if group.q > 0:
-                keep = fresh_pairs(plan, rounds, group.q, group.item_ids, group.pos_ids)
-                packed.append(pack_flags(keep, shifts))
+                seen = scored_before(plan, rounds, group.q, group.item_ids, group.pos_ids)
+                packed.append(pack_flags(seen, shifts))
             start = plan.n_extra + group.chunks.start
-            group_log_sums(items, rows, group, plan, keep, per_round[group.q][start : start + len(group.chunks)])
+            group_log_sums(items, rows, group, plan, seen, per_round[group.q][start : start + len(group.chunks)])
         appeared = positive_in_windows(plan, rounds, targets)  # (N,)
         log_partition = log_partition_of(plan, rounds, sums, positive, appeared)
         ctx.save_for_backward(hidden, item_emb, targets, positive, log_partition, appeared)
@@ -467,13 +480,13 @@ class _ReceCrossEntropy(torch.autograd.Function):
             torch.zeros(item_emb.shape[0] + 1, dim, dtype=acc, device=hidden.device),
             norm,
         )
-        shifts, packed = _bit_shifts(hidden.device), iter(ctx.packed)
+        masks, packed = _bit_masks(hidden.device), iter(ctx.packed)
         for group in round_groups(plan, ctx.slots):
-            keep = None
+            seen = None
             if group.q > 0:
                 shape = (len(group.chunks), plan.items_per_chunk, plan.width)
-                keep = _part(unpack_flags(next(packed), shifts), 0, math.prod(shape)).view(shape)  # uint8 0/1
-            group_backward(ctx.items, rows, group, plan, keep, grads)
+                seen = _part(unpack_mask(next(packed), masks), 0, math.prod(shape)).view(shape)
+            group_backward(ctx.items, rows, group, plan, seen, grads)
         grad_hidden, grad_items = finish_grads(
             grads, hidden, item_emb, targets, positive, log_partition, appeared, grad
         )

@@ -19,10 +19,10 @@ from rece_bench.losses import rece as rece_module
 from rece_bench.losses.rece import (
     default_n_buckets,
     draw_rounds,
-    fresh_pairs,
     make_slots,
     pack_flags,
     round_groups,
+    scored_before,
     unpack_flags,
 )
 from rece_bench.opcount import count_ops
@@ -168,7 +168,7 @@ def test_earlier_round_flags_match_a_direct_window_check():
         for group in round_groups(plan, make_slots(rounds, plan)):
             if group.q == 0:
                 continue
-            fresh = fresh_pairs(plan, rounds, group.q, group.item_ids, group.pos_ids)[0]  # (I, V)
+            seen = scored_before(plan, rounds, group.q, group.item_ids, group.pos_ids)[0]  # (I, V)
             window = group.pos_ids[: plan.width]  # one chunk: its window is all the group's position slots
             real = (group.item_ids < 83)[:, None] & (window < 57)[None, :]  # (I, V)
             scored = torch.zeros(plan.items_per_chunk, plan.width, dtype=torch.bool)
@@ -176,7 +176,7 @@ def test_earlier_round_flags_match_a_direct_window_check():
                 items = item_chunk[earlier][group.item_ids.clamp(max=82)]  # (I,)
                 positions = pos_chunk[earlier][window.clamp(max=56)]  # (V,)
                 scored |= (items[:, None] - positions[None, :]).abs() <= n_extra
-            assert torch.equal(fresh[real], ~scored[real])
+            assert torch.equal(seen[real], scored[real])
             assert real.any()
 
 
