@@ -4,8 +4,8 @@ Peak memory is measured with ``PeakMemory`` (live tensor bytes on CPU, the alloc
 first run; the inputs (hidden, item_emb, targets, the sampler batch) are live at the window's start and their
 gradients are made inside it, so both the peak including the inputs and the peak beyond them are reported.
 Time is the median of the remaining runs, outside the tracker (whose per-op hooks slow small ops); with one
-repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory is recorded as
-skipped, not run.
+repeat it is the tracked run's time. A loss whose estimated need exceeds the free memory, or that cannot run here
+(``Loss.unavailable_reason``: a library, a GPU or a precision it needs), is recorded as skipped, not run.
 
 Precision: in bf16 or fp16 the inputs stay float32 parameters-to-be (hidden and item_emb require grad) and the
 loss runs under the precision's autocast, not on inputs made in the low dtype. That is what `run --precision`
@@ -102,7 +102,7 @@ class BenchLossRow:
     dim: int
     params: dict[str, Any]
     device: str
-    status: str  # "ok", "skipped" (estimated need above free memory) or "oom"
+    status: str  # "ok", "skipped" (cannot run here, or estimated need above free memory) or "oom"
     needs_bytes: int
     free_bytes: int | None
     peak_bytes: int | None = None  # inputs and their gradients included
@@ -161,6 +161,8 @@ def parse_param(text: str) -> tuple[str, str, Any]:
 def _convert(key: str, raw: str, type_name: str) -> Any:
     if raw.lower() == "none" and "None" in type_name:
         return None
+    if type_name == "str":  # e.g. ce_chunked.kernel=triton; the loss checks the choice
+        return raw
     try:
         number = float(raw)
     except ValueError:
@@ -237,11 +239,12 @@ def _one_step(loss: Any, inputs: dict[str, Any], compute: Any) -> tuple[float, f
 
 
 def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRow:
-    """One loss at one catalogue size: skipped when it would not fit, else measured."""
+    """One loss at one catalogue size: skipped when it cannot run here or would not fit, else measured."""
     import torch
 
     from rece_bench.device import compute_for
     from rece_bench.losses import build_loss
+    from rece_bench.losses.base import lookup
     from rece_bench.memory import PeakMemory
 
     compute = compute_for(config.device, config.precision)
@@ -252,6 +255,9 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     row = {"loss": name, "num_items": num_items, "n_positions": config.positions, "dim": config.dim,
            "params": params, "device": str(compute.device), "precision": config.precision, "needs_bytes": needs,
            "free_bytes": free}  # fmt: skip
+    unavailable = lookup(name).unavailable_reason(compute.device, config.precision)
+    if unavailable is not None:
+        return BenchLossRow(status="skipped", note=f"unavailable: {unavailable}", **row)
     if free is not None and needs > free:
         return BenchLossRow(status="skipped", note=f"skipped (needs {needs / 1e9:.1f} GB)", **row)
     inputs = make_inputs(config, num_items, compute.device)

@@ -26,6 +26,7 @@ import torch
 from rece_bench.config import TrainConfig, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
+from rece_bench.losses.base import check_available
 from rece_bench.memory import PeakMemory
 from rece_bench.run import build_run
 from rece_bench.train import load_run_data, loss_inputs, train_step
@@ -57,6 +58,8 @@ class StepBenchConfig:
             positive_int("bench-step", name, getattr(self, name))
         if self.warmup < 0:
             raise UserError(f"warmup must be >= 0, got {self.warmup}")
+        for loss, _ in self.configs:  # before any data is loaded or any configuration measured
+            check_available(loss, self.device, self.precision)
 
 
 @dataclass(frozen=True)

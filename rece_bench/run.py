@@ -19,7 +19,7 @@ from rece_bench.config import TrainConfig
 from rece_bench.data.loader import RunData
 from rece_bench.device import MIB, Compute, compute_for, working_block_bytes
 from rece_bench.losses import build_loss
-from rece_bench.losses.base import lookup
+from rece_bench.losses.base import check_available, lookup
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunRecord, RunResult, make_run_id
 
@@ -72,7 +72,9 @@ def build_loss_for(
     config: TrainConfig, data: RunData, device: torch.device, budget_bytes: int | None = None
 ) -> torch.nn.Module:
     """The loss of ``config``, given what it asks of the prepared data (``Loss.data_inputs``); ``budget_bytes``
-    sizes a streaming loss's block (``working_loss_params``)."""
+    sizes a streaming loss's block (``working_loss_params``). A loss that cannot run on this device and precision
+    here (``Loss.unavailable_reason``) is a UserError, before anything is written."""
+    check_available(config.loss, device, config.precision)
     wanted = lookup(config.loss).data_inputs
     inputs = {key: value.to(device) for key, value in data.loss_inputs().items() if key in wanted}
     params = working_loss_params(config, device, budget_bytes)

@@ -45,8 +45,11 @@ class SweepConfig:
             raise UserError("a sweep needs at least one loss: pass --loss ce --loss rece ...")
         if not self.seeds:
             raise UserError("a sweep needs at least one seed: pass --seeds 1")
+        from rece_bench.losses.base import check_available
+
         for loss in self.losses:
             ladder_for(loss, self.grid)  # an unknown loss fails here, before any training
+            check_available(loss, self.base.device, self.base.precision)  # and one not runnable
         object.__setattr__(self, "losses", tuple(dict.fromkeys(self.losses)))
         object.__setattr__(self, "budgets_bytes", tuple(sorted(set(self.budgets_bytes))))
 

@@ -9,6 +9,7 @@ import pytest
 from rece_bench import bench_loss
 from rece_bench.bench_loss import BenchLossConfig, parse_items, parse_param, run_bench_loss
 from rece_bench.errors import UserError
+from rece_bench.losses.base import lookup
 
 
 def tiny(**changes) -> BenchLossConfig:
@@ -27,7 +28,12 @@ def test_runs_every_loss_and_saves_rows_atomically(tmp_path):
     names = bench_loss.all_losses()  # every registered loss, in report order
     assert [(r.loss, r.num_items) for r in result.rows][: len(names)] == [(name, 50) for name in names]
     assert len(result.rows) == 2 * len(names)
+    runnable = {name for name in names if lookup(name).unavailable_reason("cpu", "fp32") is None}
+    assert runnable >= {"ce", "ce_chunked", "ce_neg", "bce", "gbce", "rece", "sce", "ce_logq"}
     for row in result.rows:
+        if row.loss not in runnable:  # cce, liger_ce without a GPU: recorded as skipped, with the reason
+            assert row.status == "skipped" and row.note.startswith("unavailable: ") and row.peak_bytes is None
+            continue
         assert row.status == "ok" and row.loss_value > 0 and row.median_time_s > 0 and len(row.times_s) == 1
         assert row.peak_bytes >= row.inputs_bytes > 0
         assert row.peak_beyond_inputs_bytes == row.peak_bytes - row.inputs_bytes

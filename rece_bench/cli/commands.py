@@ -175,11 +175,20 @@ def run(
             dataset=dataset, loss=loss, seed=seed, device=resolved_device(device), precision=precision,
             track_memory_epochs=track_memory_epochs, **fields,
         )  # fmt: skip
+        _refuse_unavailable(config)
         if budget is None:
             result = _train_and_show(config, data_dir, results_dir, resume)
         else:
             result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, resume)
     _show_outcome(result)
+
+
+def _refuse_unavailable(config: TrainConfig) -> None:
+    """A loss that cannot run here is refused before data is loaded or a probe is run (``run.build_loss_for``
+    checks again for every other caller)."""
+    from rece_bench.losses.base import check_available
+
+    check_available(config.loss, config.device, config.precision)
 
 
 def _show_outcome(result) -> None:

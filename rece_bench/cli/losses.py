@@ -31,7 +31,8 @@ def _bench_default(name: str):
 
 
 def losses_command() -> None:
-    """List every loss with its parameters, defaults and a one-line description."""
+    """List every loss with its parameters, defaults and a one-line description; a loss that cannot run on this
+    machine says why and how to fix it."""
     with user_errors():
         from rece_bench.losses import describe_losses
         from rece_bench.losses.base import DATA_INPUTS
@@ -44,8 +45,26 @@ def losses_command() -> None:
             note = " Needs batch (sequence of each position, the user's seen items)." if info.needs_batch else ""
             note += "".join(f" Built with {key}: {DATA_INPUTS[key]}." for key in info.data_inputs)
             name = f"{info.name}\n({info.label})" if info.label else info.name
-            table.add_row(name, info.description + note, params)
+            table.add_row(name, info.description + note + _availability_note(info.name), params)
         console.print(table)
+
+
+def _availability_note(name: str) -> str:
+    """'' when the loss runs here at every precision; else why not, on this machine's best device (cuda if any)."""
+    import torch
+    from rich.markup import escape
+
+    from rece_bench.device import PRECISIONS
+    from rece_bench.losses.base import lookup
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    reasons = {precision: lookup(name).unavailable_reason(device, precision) for precision in PRECISIONS}
+    refused = [precision for precision, reason in reasons.items() if reason is not None]
+    if not refused:
+        return ""
+    if len(refused) == len(reasons):
+        return escape(f"\nUnavailable here: {reasons[refused[0]]}.")  # '[kernels]' is no markup
+    return escape(f"\nNot at {', '.join(refused)}: {reasons[refused[0]]}.")
 
 
 def bench_loss_command(
@@ -81,6 +100,7 @@ def bench_loss_command(
             parse_param,
             run_bench_loss,
         )
+        from rece_bench.losses.base import check_available
         from rece_bench.paths import results_root
 
         config = BenchLossConfig(
@@ -88,6 +108,8 @@ def bench_loss_command(
             params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=resolved_device(device),
             precision=precision, seed=seed, threads=threads, ops=ops, profile_dir=profile,
         )  # fmt: skip
+        for name in loss or ():  # a loss asked for by name must run here; by default those that cannot are skipped
+            check_available(name, config.device, config.precision)
         table = _bench_table(ops)
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
         console.print(table)

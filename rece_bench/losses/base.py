@@ -108,6 +108,14 @@ def build_loss(name: str, num_items: int, **params: Any) -> Loss:
     return cls(num_items=num_items, **params)
 
 
+def check_available(name: str, device: Any, precision: str = "fp32") -> None:
+    """Refuse a loss that cannot run on ``device`` at ``precision`` here (``Loss.unavailable_reason``): a one-line
+    UserError naming the fix, raised before anything is trained or written."""
+    reason = lookup(name).unavailable_reason(device, precision)
+    if reason is not None:
+        raise UserError(f"loss {name!r} cannot run on {device} at {precision} here: {reason}")
+
+
 def describe_losses() -> list[LossInfo]:
     """Every registered loss with its one-line description and user parameters, in report order, for listings."""
     return [
@@ -220,6 +228,13 @@ class Loss(torch.nn.Module):
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         return 0
+
+    @classmethod
+    def unavailable_reason(cls, device: str | torch.device, precision: str = "fp32") -> str | None:
+        """Why this loss cannot run on ``device`` at ``precision`` on this machine (a library, a GPU or a precision
+        it needs is missing), ending with the fix; None when it can. ``rece-bench losses`` lists it, and a run,
+        sweep or benchmark asking for the loss is refused with it (``check_available``)."""
+        return None
 
     def extra_repr(self) -> str:
         shown = [f"num_items={self.num_items}"]

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import torch
 
+from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
+    ParamSpec,
     accumulator_bytes,
     block_bytes,
     block_mib_param,
     check_block_mib,
+    check_choice,
     register,
 )
 from rece_bench.losses.ce import CrossEntropy
@@ -87,7 +90,7 @@ def chunked_cross_entropy(
 class ChunkedCrossEntropy(Loss):
     name = "ce_chunked"
     description = "Exact full cross-entropy computed over blocks of items; never holds the (N, C) logits."
-    params = (block_mib_param("one block of logits"),)
+    params = (block_mib_param("one block of logits"), ParamSpec("kernel", "str", "auto", KERNEL_HELP))
     label = "CE (chunked)"
     report_rank = 50
     # The same loss as full CE, value and gradient: it trains and compares like CE.
@@ -95,13 +98,18 @@ class ChunkedCrossEntropy(Loss):
     paper_presets = CrossEntropy.paper_presets
     paper_results = CrossEntropy.paper_results
 
-    def __init__(self, num_items: int, block_mib: float | None = None) -> None:
+    def __init__(self, num_items: int, block_mib: float | None = None, kernel: str = "auto") -> None:
         super().__init__(num_items)
         self.block_mib = check_block_mib(block_mib)
+        self.kernel = check_choice("kernel", kernel, KERNEL_CHOICES)
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
+        if use_triton(self.name, self.kernel, hidden.device):
+            from rece_bench.kernels.linear_ce import linear_cross_entropy
+
+            return linear_cross_entropy(hidden, item_emb, targets).mean()
         return chunked_cross_entropy(hidden, item_emb, targets, block_bytes(self.block_mib, hidden.device)).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:

@@ -28,22 +28,27 @@ Shape letters: the common ones and RECE's own (r, n_b, n_c, P, I, V, W, G) as in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from rece_bench.budget.ladder import Ladder
-from rece_bench.device import working_block_bytes
+from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    block_bytes,
+    block_mib_param,
+    check_block_mib,
+    check_choice,
     check_float,
     check_generator,
     check_int,
     register,
 )
+from rece_bench.losses.precision import accumulate_dtype
 
 _MIB = 1 << 20
 _INT16_MAX = 32767
@@ -58,11 +63,6 @@ _BUCKET_MAX_BYTES = 384 * _MIB
 def default_n_buckets(n_positions: int, num_items: int, n_extra_chunks: int, buckets_per_chunk: float) -> int:
     """n_b* = sqrt(4 alpha_bc (1 + 2 n_ec) min(C, N)), the authors' memory-optimal bucket count (floored)."""
     return max(1, int(math.sqrt(4 * buckets_per_chunk * (1 + 2 * n_extra_chunks) * min(num_items, n_positions))))
-
-
-def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums, log-sums and gradient buffers: float32 for bf16, fp16 and fp32 inputs; float64 stays float64."""
-    return dtype if torch.finfo(dtype).bits > 32 else torch.float32  # (torch.promote_types dispatches an op)
 
 
 def _extra_columns(dtype: torch.dtype) -> int:
@@ -525,14 +525,9 @@ class ReducedCrossEntropy(Loss):
         ParamSpec("buckets_per_chunk", "float", 1.0, "alpha_bc = n_b / n_c (1 in every published config)."),
         ParamSpec("n_extra_chunks", "int", 1, "n_ec: neighbouring item chunks scored on each side."),
         ParamSpec("rounds", "int", 1, "r: rounds of fresh random vectors; candidates are their union."),
-        ParamSpec(
-            "block_mib",
-            "float | None",
-            None,
-            "Working memory of one streamed group of chunks, in MiB; None: the device's (32 MiB on a CPU, "
-            "sized to the free memory on a GPU).",
-        ),
+        block_mib_param("one streamed group of item chunks"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the projections (seeding)."),
+        ParamSpec("kernel", "str", "auto", KERNEL_HELP),
     )
     label = "RECE"
     abbreviations = {"n_extra_chunks": "n_ec", "rounds": "r", "n_buckets": "n_b"}
@@ -574,21 +569,16 @@ class ReducedCrossEntropy(Loss):
         rounds: int = 1,
         block_mib: float | None = None,
         generator: torch.Generator | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__(num_items)
         self.n_buckets = None if n_buckets is None else check_int("n_buckets", n_buckets, minimum=1)
         self.buckets_per_chunk = check_float("buckets_per_chunk", buckets_per_chunk, 0.0, 1e6, low_open=True)
         self.n_extra_chunks = check_int("n_extra_chunks", n_extra_chunks, minimum=0)
         self.rounds = check_int("rounds", rounds, minimum=1)
-        self.block_mib = None if block_mib is None else check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
+        self.block_mib = check_block_mib(block_mib)
         self.generator = check_generator(generator)
-
-    def block_bytes(self, device: torch.device | str | None = None) -> int:
-        """The working block: ``block_mib`` when given, else the device's (``device.working_block_bytes``, read
-        at call time); ``device`` None (an estimate made without one) means a CPU."""
-        if self.block_mib is not None:
-            return int(self.block_mib * _MIB)
-        return working_block_bytes("cpu" if device is None else device)
+        self.kernel = check_choice("kernel", kernel, KERNEL_CHOICES)
 
     def plan(
         self, n_positions: int, elem_bytes: int = 4, dim: int = 64, device: torch.device | str | None = None
@@ -603,7 +593,7 @@ class ReducedCrossEntropy(Loss):
             self.buckets_per_chunk,
             self.n_extra_chunks,
             self.rounds,
-            self.block_bytes(device),
+            block_bytes(self.block_mib, device),
             elem_bytes,
             dim,
         )
@@ -613,6 +603,12 @@ class ReducedCrossEntropy(Loss):
     ) -> torch.Tensor:
         plan = self.plan(hidden.shape[0], hidden.element_size(), hidden.shape[1], hidden.device)
         rounds = draw_rounds(hidden, item_emb, plan, self.generator)
+        if use_triton(self.name, self.kernel, hidden.device):
+            from rece_bench.kernels.rece_window import rece_window_from
+
+            n_positions, num_items = hidden.shape[0], item_emb.shape[0]
+            tables = {"pos_chunk": rounds.pos_chunk[:, :n_positions], "item_chunk": rounds.item_chunk[:, :num_items]}
+            return rece_window_from(hidden, item_emb, targets, plan, replace(rounds, **tables)).mean()  # (r, N), (r, C)
         return _ReceCrossEntropy.apply(hidden, item_emb, targets, plan, rounds).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:

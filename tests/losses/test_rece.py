@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
+from rece_bench.losses import base as loss_base
 from rece_bench.losses import build_loss
-from rece_bench.losses import rece as rece_module
 from rece_bench.losses.rece import (
     default_n_buckets,
     draw_rounds,
@@ -286,7 +286,7 @@ def test_block_mib_none_is_the_devices_block_read_at_call_time(monkeypatch):
     assert auto.block_mib is None
     assert auto.plan(23) == rece(41, 3, n_buckets=5, rounds=2, block_mib=32.0).plan(23)  # a CPU's 32 MiB
     want = rece(41, 3, n_buckets=5, rounds=2, block_mib=1 / 1024)(hidden, item_emb, targets)  # 1 KiB, given
-    monkeypatch.setattr(rece_module, "working_block_bytes", fake_block)
+    monkeypatch.setattr(loss_base, "working_block_bytes", fake_block)
     rece(41, 3, n_buckets=5, rounds=2, block_mib=1 / 1024)(hidden, item_emb, targets)
     assert asked == []  # an explicit block_mib wins
     assert torch.equal(auto(hidden, item_emb, targets), want)
