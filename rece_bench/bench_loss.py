@@ -36,6 +36,7 @@ from typing import Any
 
 from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_json
+from rece_bench.threads import DEFAULT_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class BenchLossConfig:
     seed: int = 0
     seq_len: int = 200  # positions per sequence: the samplers' users
     logit_std: float = 2.0  # spread of the random logits <h, e>
-    threads: int | None = None  # torch's intra-op threads; None keeps torch's default
+    threads: int | None = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads); None keeps torch's
     results_dir: Path | None = None
     ops: bool = False  # count the aten ops of one forward+backward (``opcount``)
     profile_dir: Path | None = None  # write the profiler's table of one forward+backward here, a file per row

@@ -23,12 +23,13 @@ from typing import Any
 
 import torch
 
-from rece_bench.config import TrainConfig, positive_int
+from rece_bench.config import TrainConfig, check_max_len, positive_int
 from rece_bench.data.loader import TrainBatch, iterate_batches
 from rece_bench.errors import UserError
 from rece_bench.losses.base import check_available
 from rece_bench.memory import PeakMemory
 from rece_bench.run import build_run
+from rece_bench.threads import DEFAULT_THREADS, check_threads, with_config_threads
 from rece_bench.train import load_run_data, loss_inputs, train_step
 
 
@@ -45,6 +46,7 @@ class StepBenchConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"  # autocast of the forward and the loss, as `run --precision` trains
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads)
     ops: bool = False  # count the aten ops of one step
     profile_dir: Path | None = None  # write the profiler's table of one step here, a file per configuration
 
@@ -52,10 +54,12 @@ class StepBenchConfig:
         from rece_bench.device import precision_of
 
         precision_of(self.precision)
+        check_threads(self.threads)
         if not self.configs:
             raise UserError("no loss configuration to benchmark: pass --config ce (repeatable)")
         for name in ("batch_size", "max_len", "dim", "steps"):
             positive_int("bench-step", name, getattr(self, name))
+        check_max_len("bench-step", self.max_len)
         if self.warmup < 0:
             raise UserError(f"warmup must be >= 0, got {self.warmup}")
         for loss, _ in self.configs:  # before any data is loaded or any configuration measured
@@ -169,6 +173,7 @@ def launch_stats(
     return out
 
 
+@with_config_threads
 def run_step_benchmark(
     config: StepBenchConfig, on_row: Callable[[StepBenchRow], None] | None = None
 ) -> list[StepBenchRow]:

@@ -38,8 +38,15 @@ def checkpoint_dir(results_root: Path, run_id: str) -> Path:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch
 
-    with atomic_writer(path) as handle:
-        torch.save(obj, handle)
+    try:
+        with atomic_writer(path) as handle:
+            torch.save(obj, handle)
+    except OSError as exc:  # a full disk, a folder that is a file: the previous checkpoint is left whole
+        why = exc.strerror or str(exc)
+        raise UserError(
+            f"cannot write checkpoint {path} ({why}): free some space there, or pass another "
+            "--results-dir; the run's last whole checkpoint is kept"
+        ) from None
 
 
 def save_last(folder: Path, payload: dict[str, Any]) -> None:
@@ -91,7 +98,7 @@ def check_resumable(payload: dict[str, Any], folder: Path) -> None:
     if found != FORMAT:
         raise UserError(
             f"the checkpoint under {folder} has format {found}, this version resumes format {FORMAT}: "
-            "run again without --resume"
+            "run again with --restart"
         )
 
 

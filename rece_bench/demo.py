@@ -3,6 +3,7 @@ compare with popularity. Every run is saved, so ``rece-bench report`` shows them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from rece_bench.budget.choice import Choice
 from rece_bench.results import RunResult
+from rece_bench.threads import DEFAULT_THREADS
 
 DEMO_DATASET = "demo"
 
@@ -28,6 +30,7 @@ class DemoConfig:
     batch_size: int = 128
     max_len: int = 50
     seed: int = 1235
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads of each run (rece_bench.threads)
     precision: str = "fp32"  # fp32, bf16 or fp16: the losses' runs train in it (popularity needs none)
 
     def __post_init__(self) -> None:
@@ -71,13 +74,15 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
         train_config = TrainConfig(
             dataset=DEMO_DATASET, loss=loss, epochs=config.epochs, patience=config.patience,
             batch_size=config.batch_size, max_len=config.max_len, seed=config.seed, precision=config.precision,
+            threads=config.threads,
         )  # fmt: skip
         with progress_for(loss) as progress:
+            again = functools.partial(train_run, restart=True)  # the demo's data is prepared anew each time
             if config.budget_bytes is None:
-                runs.append(DemoRun(train_run(train_config, config.data_root, config.results_root, progress)))
+                runs.append(DemoRun(again(train_config, config.data_root, config.results_root, progress)))
                 continue
             done = train_within_budget(
-                train_config, config.budget_bytes, config.data_root, config.results_root, progress
+                train_config, config.budget_bytes, config.data_root, config.results_root, progress, trainer=again
             )
             runs.append(DemoRun(done.result, done.choice))
     return runs

@@ -118,6 +118,7 @@ class atomic_writer:  # noqa: N801 - used like open()
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; our files are readable as open() makes them
         self._handle = faults.during_write(os.fdopen(fd, "wb"), self.path.name)  # a test hook, off by default
         return self._handle
 
@@ -134,6 +135,13 @@ class atomic_writer:  # noqa: N801 - used like open()
             raise
         if exc_type is not None:
             Path(self._tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -11,12 +11,41 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 CUDA_METHOD = "cuda_allocator"
 CPU_METHOD = "cpu_live_tensors"
+RSS_METHOD = "cpu_process_peak_rss"  # the fallback where torch has no MemTracker: the process's high-water mark
+log = logging.getLogger(__name__)
+
+
+def cpu_tensor_tracker(track: tuple = ()):
+    """torch's ``MemTracker`` (a private API, ``torch.distributed._tools.mem_tracker``: the one place it is named),
+    tracking ``track`` too; None where this torch has none, and then ``PeakMemory`` falls back to the process's
+    peak resident size (``RSS_METHOD``: it covers the whole process, torch's own libraries included, and never
+    goes down, so it overstates a window's peak; the result records which method measured it)."""
+    try:
+        from torch.distributed._tools.mem_tracker import MemTracker
+    except ImportError as exc:
+        log.warning("torch has no MemTracker (%s): CPU memory is the process's peak resident size", exc)
+        return None
+    tracker = MemTracker()
+    if track:
+        tracker.track_external(*track)
+    return tracker
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident size so far (Linux reports KiB, macOS bytes); 0 where it cannot be read."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,7 @@ class PeakMemory(contextlib.AbstractContextManager):
         self.device = self.compute.device
         self._track = track
         self._tracker = None
+        self._rss = False  # measuring by peak resident size (no MemTracker in this torch)
         self._start_bytes = 0
         self.stats: MemoryStats | None = None
 
@@ -75,11 +105,10 @@ class PeakMemory(contextlib.AbstractContextManager):
         if self.is_cuda:
             self._start_bytes = self.compute.reset_peak()
             return self
-        from torch.distributed._tools.mem_tracker import MemTracker
-
-        self._tracker = MemTracker()
-        if self._track:
-            self._tracker.track_external(*self._track)
+        self._tracker = cpu_tensor_tracker(self._track)
+        if self._tracker is None:
+            self._rss, self._start_bytes = True, peak_rss_bytes()
+            return self
         self._tracker.__enter__()
         self._start_bytes = self._total(self._tracker.get_tracker_snapshot("current"))
         return self
@@ -92,7 +121,7 @@ class PeakMemory(contextlib.AbstractContextManager):
         if self.is_cuda:
             return int(self.compute.allocator_peak_bytes())
         if self._tracker is None:
-            return 0
+            return peak_rss_bytes() if self._rss else 0
         return self._total(self._tracker.get_tracker_snapshot("peak"))
 
     def __exit__(self, *exc: object) -> None:
@@ -102,7 +131,10 @@ class PeakMemory(contextlib.AbstractContextManager):
             nvml = self.compute.nvml_used_bytes()
             self.stats = MemoryStats(peak, self._start_bytes, CUDA_METHOD, str(self.device), nvml)
             return None
-        assert self._tracker is not None
+        if self._rss:
+            self._rss = False
+            self.stats = MemoryStats(max(peak_rss_bytes(), self._start_bytes), self._start_bytes, RSS_METHOD, "cpu")
+            return None
         self._tracker.__exit__(*exc)
         peak = self._total(self._tracker.get_tracker_snapshot("peak"))
         self.stats = MemoryStats(max(peak, self._start_bytes), self._start_bytes, CPU_METHOD, "cpu")

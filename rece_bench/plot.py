@@ -40,22 +40,37 @@ def fronts_figure(fronts: pd.DataFrame):
     axes = figure.subplots(len(datasets), 2, squeeze=False)
     largest = float(fronts["peak_bytes"].max())
     unit, scale = ("GiB", GIB) if largest >= GIB else ("MiB", MIB)
+    colours = loss_colours(fronts["loss"])
     for row, dataset in enumerate(datasets):
         memory_ax, time_ax = axes[row]
         for loss, front in fronts[fronts["dataset"] == dataset].groupby("loss", sort=False):
-            _draw_loss(memory_ax, time_ax, str(loss), front, largest, scale)
+            _draw_loss(memory_ax, time_ax, str(loss), front, largest, scale, colours[loss])
         _extend_dashed(memory_ax)
         _label(memory_ax, f"{dataset}: NDCG@10 vs peak memory", f"peak memory ({unit}, log scale)")
         memory_ax.set_xscale("log")
+        _cover_points(memory_ax)
         _plain_ticks(memory_ax)
         _label(time_ax, f"{dataset}: NDCG@10 vs training time", "training time (s); point size: peak memory")
     figure.suptitle(FRONT_CAPTION, fontsize="small")
     return figure
 
 
-def _draw_loss(memory_ax, time_ax, loss: str, front: pd.DataFrame, largest_bytes: float, scale: float) -> None:
+def loss_colours(losses: pd.Series) -> dict[str, str]:
+    """One colour per loss for the whole figure (every dataset), in the report's order of losses."""
+    from rece_bench.report import _loss_order
+
+    return {loss: f"C{i % 10}" for i, loss in enumerate(_loss_order(list(losses.unique())))}
+
+
+def _cover_points(ax) -> None:
+    """The log axis from a little left of the leftmost point to the right end of the dashed lines."""
+    xs = [float(x) for line in ax.get_lines() for x in line.get_xdata()]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.05)
+
+
+def _draw_loss(memory_ax, time_ax, loss: str, front: pd.DataFrame, largest_bytes: float, scale: float, colour) -> None:
     front = front.sort_values("peak_bytes")
-    (line,) = memory_ax.plot(front["peak_bytes"] / scale, front["ndcg@10"], marker="o", label=loss)
+    (line,) = memory_ax.plot(front["peak_bytes"] / scale, front["ndcg@10"], marker="o", label=loss, color=colour)
     by_time = front.sort_values("train_time_s")
     time_ax.plot(by_time["train_time_s"], by_time["ndcg@10"], color=line.get_color(), alpha=0.6, label=loss)
     sizes = 20 + 200 * by_time["peak_bytes"] / max(largest_bytes, 1.0)
@@ -106,4 +121,18 @@ def plot_fronts(frame: pd.DataFrame, path: Path) -> Path:
     """Result rows -> Pareto fronts -> the figure, saved as ``path``."""
     from rece_bench.report import configurations, pareto_fronts
 
-    return save_figure(fronts_figure(pareto_fronts(configurations(frame))), path)
+    return save_figure(fronts_figure(pareto_fronts(configurations(by_setting(frame)))), path)
+
+
+def by_setting(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs of different training settings of one dataset as if of different datasets ('gowalla [epochs 3]'), so
+    that each setting gets its own axes and no front mixes them (``report.setting_groups``)."""
+    from rece_bench.report import setting_groups
+
+    if frame.empty:
+        return frame
+    parts = []
+    for dataset in frame["dataset"].unique():
+        for label, group in setting_groups(frame[frame["dataset"] == dataset]):
+            parts.append(group.assign(dataset=f"{dataset} [{label}]" if label else dataset))
+    return pd.concat(parts, ignore_index=True)

@@ -25,7 +25,7 @@ FORMATS = ("table", "markdown", "csv", "json", "latex")
 TABLE_COLUMNS = ("dataset", "loss", "precision", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")
 JSON_KEYS = (
     "run_id", "dataset", "loss", "status", *metric_names(), "peak_bytes", "start_bytes",
-    "memory_method", "device_peak_bytes", "train_time_s", "epochs", "best_epoch", "budget_bytes", "seed",
+    "memory_method", "device_peak_bytes", "train_time_s", "threads", "epochs", "best_epoch", "budget_bytes", "seed",
     "device", "precision", "params", "message", "pid", "host",
 )  # fmt: skip
 

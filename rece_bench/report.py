@@ -11,6 +11,7 @@ dataset with its status (running, killed, interrupted, diverged, oom, over_budge
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -290,21 +291,77 @@ def front_section(fronts: pd.DataFrame, dataset: str) -> Section:
 
 
 def report_sections(frame: pd.DataFrame, budget_bytes: int | None = None) -> list[Section]:
-    """Per dataset: Table 2 for each budget of its runs (or the one given), then the Pareto fronts."""
+    """Per dataset and training setting (``setting_groups``): Table 2 for each budget of its runs (or the one
+    given), then the Pareto fronts; then every run, when some did not end ok."""
     if frame.empty:
         return []
-    configs = configurations(frame)
-    fronts = pareto_fronts(configs)
     sections = []
     for dataset in sorted(frame["dataset"].unique()):
         mine = frame[frame["dataset"] == dataset]
-        losses = list(mine["loss"].unique())
-        for budget in [budget_bytes] if budget_bytes is not None else budgets_of(mine):
-            sections.append(table2_section(configs, dataset, budget, losses))
-        sections.append(front_section(fronts, dataset))
+        for label, group in setting_groups(mine):
+            sections += [_apart(section, label) for section in _setting_sections(group, dataset, budget_bytes)]
         if (mine["status"] != "ok").any():
             sections.append(runs_section(mine, dataset))
     return sections
+
+
+def _setting_sections(frame: pd.DataFrame, dataset: str, budget_bytes: int | None) -> list[Section]:
+    configs = configurations(frame)
+    losses = list(frame["loss"].unique())
+    sections = [
+        table2_section(configs, dataset, budget, losses)
+        for budget in ([budget_bytes] if budget_bytes is not None else budgets_of(frame))
+    ]
+    sections.append(front_section(pareto_fronts(configs), dataset))
+    threads = {int(t) for t in frame.get("threads", pd.Series(dtype=float)).dropna()}
+    if len(threads) == 1:  # one thread count per setting (it is part of the setting); shown beside the times
+        note = f"train time: wall time with {threads.pop()} torch thread(s) per run (--threads)"
+        sections = [dataclasses.replace(s, notes=(*s.notes, note)) for s in sections]
+    return sections
+
+
+# ---------------------------------------------------------------- training settings: like is compared with like
+
+# What a budget or a sweep chooses within one setting (so it is compared), beside the loss's own parameters.
+CHOSEN_KNOBS = ("batch_size", "seed", "budget_bytes")
+SETTING_FIELDS = ("device", "precision", "threads", "data_id")  # fields of a result row that a setting includes
+
+
+def setting_of(row: pd.Series) -> dict[str, Any]:
+    """The training setting of a run: every hyperparameter that no budget or sweep chooses (epochs, patience,
+    max_len, the model's shape, dropout, lr, precision...), its device and threads, and its data's preparation."""
+    params = row["params"] if isinstance(row["params"], dict) else {}
+    setting = {k: v for k, v in params.items() if k not in CHOSEN_KNOBS and not k.startswith("loss.")}
+    for name in SETTING_FIELDS:
+        value = row.get(name)
+        if value is not None and not (isinstance(value, float) and pd.isna(value)):
+            setting[name] = int(value) if name == "threads" else value
+    return setting
+
+
+def setting_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs of one dataset grouped by training setting, each with a label naming what differs from the other
+    groups ('' when there is one group). Reference rankings (popularity) are shown in every group."""
+    reference = frame["loss"].isin(REFERENCE_LOSSES)
+    keys = frame.apply(lambda row: json.dumps(setting_of(row), sort_keys=True, default=str), axis=1)
+    distinct = list(dict.fromkeys(keys[~reference]))
+    if len(distinct) <= 1:
+        return [("", frame)]
+    settings = [json.loads(key) for key in distinct]
+    names = sorted({name for setting in settings for name in setting})
+    differ = [n for n in names if len({json.dumps(s.get(n), default=str) for s in settings}) > 1]
+    return [
+        (", ".join(f"{n} {s.get(n, '-')}" for n in differ), frame[reference | (keys == key)])
+        for key, s in zip(distinct, settings, strict=True)
+    ]
+
+
+def _apart(section: Section, label: str) -> Section:
+    """A section of one of several training settings: its title says which, a note why."""
+    if not label:
+        return section
+    note = "runs of different training settings are never compared: each setting has its own tables"
+    return dataclasses.replace(section, title=f"{section.title} [{label}]", notes=(*section.notes, note))
 
 
 RUNS_NOTE = (

@@ -9,6 +9,7 @@ checked from here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,6 +24,7 @@ from typing import Any
 from rece_bench import __version__
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
+from rece_bench.lock import RunLock, lock_path
 from rece_bench.processes import process_exists, process_start
 
 # failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
@@ -54,6 +56,8 @@ class RunResult:
     epochs: int = 0
     best_epoch: int = 0
     budget_bytes: int | None = None
+    data_id: str | None = None  # the prepared data's identity (data.loader.data_identity)
+    threads: int | None = None  # torch's intra-op threads while it trained (None: written before it was kept)
     history: list[dict[str, float]] = field(default_factory=list)
     message: str = ""
     pid: int | None = None  # the process that wrote the file, on ``host``; see ``shown_status``
@@ -74,9 +78,18 @@ class RunResult:
         return row
 
 
-def make_run_id(dataset: str, loss: str, params: dict[str, Any], seed: int, budget_bytes: int | None = None) -> str:
-    """Deterministic id: the same configuration always maps to the same result file."""
-    blob = json.dumps({"params": params, "budget": budget_bytes}, sort_keys=True, default=str)
+def make_run_id(
+    dataset: str,
+    loss: str,
+    params: dict[str, Any],
+    seed: int,
+    budget_bytes: int | None = None,
+    data_id: str | None = None,
+) -> str:
+    """Deterministic id: the same configuration on the same preparation of the data (``data_id``, see
+    ``data.loader.data_identity``) always maps to the same result file; preparing the data again gives new ids."""
+    content = {"params": params, "budget": budget_bytes} | ({"data": data_id} if data_id is not None else {})
+    blob = json.dumps(content, sort_keys=True, default=str)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f"{dataset}-{loss}-{digest}-s{seed}"
 
@@ -193,6 +206,7 @@ class RunRecord:
     def __init__(self, results_root: Path, run_id: str) -> None:
         self.root, self.run_id = Path(results_root), run_id
         self.path = result_path(self.root, run_id)
+        self._lock = RunLock(lock_path(self.root, run_id), run_id).acquire()  # first: one process per run
         self.earlier = _earlier(self.path)
         self._stage, self._created_at = "new", None
         self._writer = this_process()  # pid, host and start time: the same for every write of this record
@@ -210,6 +224,10 @@ class RunRecord:
             )
         log.warning("run %s was left running on host %s; this run replaces it", self.run_id, self.earlier.host)
 
+    def close(self) -> None:
+        """Let go of the run's lock (the process's end does it too)."""
+        self._lock.release()
+
     @property
     def earlier_status(self) -> str | None:
         return None if self.earlier is None else shown_status(self.earlier, self.root)[0]
@@ -217,7 +235,20 @@ class RunRecord:
     def start(self, result: RunResult) -> None:
         self._check("new", "start")
         self._created_at = result.created_at
+        self._keep_earlier()
         self._write(result, "running")
+
+    @property
+    def _kept(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.earlier")  # not *.json: no reader sees it
+
+    def _keep_earlier(self) -> None:
+        """A hard link to the file as found, so that ``abandon`` can put it back with a rename, which needs no
+        free space (a full disk is one way a run stops); where links are refused, ``abandon`` rewrites it."""
+        self._kept.unlink(missing_ok=True)
+        if self.earlier is not None:
+            with contextlib.suppress(OSError):
+                os.link(self.path, self._kept)
 
     def update(self, result: RunResult) -> None:
         self._check("running", "update")
@@ -226,15 +257,21 @@ class RunRecord:
     def finish(self, result: RunResult) -> None:
         self._check("running", "finish")
         self._write(result, "finished")
+        self._kept.unlink(missing_ok=True)
 
     def abandon(self) -> None:
         if self._stage != "running":
             return
         self._stage = "abandoned"
-        if self.earlier is not None:
-            write_result(self.root, self.earlier)
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            if self._kept.exists():
+                os.replace(self._kept, self.path)
+            elif self.earlier is not None:
+                write_result(self.root, self.earlier)
+            else:
+                self.path.unlink(missing_ok=True)
+        except (UserError, OSError) as exc:  # e.g. the disk is full: the file keeps its last whole version
+            log.warning("could not put back the result of run %s as it was: %s", self.run_id, exc)
 
     def _check(self, stage: str, what: str) -> None:
         if self._stage != stage:

@@ -148,8 +148,10 @@ def build_run(
     return run
 
 
-def run_id_of(config: TrainConfig) -> str:
-    return make_run_id(config.dataset, config.loss, config.hyperparameters(), config.seed, config.budget_bytes)
+def run_id_of(config: TrainConfig, data_id: str | None = None) -> str:
+    """The id of a run of ``config`` on the preparation ``data_id`` of its dataset (``RunData.data_id``)."""
+    params = config.hyperparameters()
+    return make_run_id(config.dataset, config.loss, params, config.seed, config.budget_bytes, data_id)
 
 
 def result_of(
@@ -165,7 +167,7 @@ def result_of(
     config, state, memory = run.config, run.state, memory or {}
     ok = status == "ok" and state.best_epoch > 0
     return RunResult(
-        run_id=run_id_of(config),
+        run_id=run_id_of(config, run.data.data_id),
         dataset=config.dataset,
         loss=config.loss,
         params=config.hyperparameters(),
@@ -184,6 +186,8 @@ def result_of(
         epochs=state.epoch,
         best_epoch=state.best_epoch,
         budget_bytes=config.budget_bytes,
+        data_id=run.data.data_id,
+        threads=config.threads,
         history=state.history,
         message=message,
     )

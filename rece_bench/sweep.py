@@ -105,11 +105,14 @@ def job_identity(job: Job, config: SweepConfig) -> str:
     return identity(train_config.dataset, job.loss, job.seed, job.budget_bytes, params, knobs)
 
 
-def finished(rows: Sequence[dict[str, Any]], config: SweepConfig) -> set[str]:
-    """Identities of the runs under the results root that ended with a final status."""
+def finished(rows: Sequence[dict[str, Any]], config: SweepConfig, data_id: str | None = None) -> set[str]:
+    """Identities of the runs under the results root that ended with a final status, on the preparation
+    ``data_id`` of the dataset (a row that names none, written before rows did, counts for any)."""
     done = set()
     for row in rows:
         if row["status"] not in FINAL_STATUSES or row["loss"] not in config.losses:
+            continue
+        if data_id is not None and row.get("data_id") not in (None, data_id):
             continue
         knobs = ladder_for(row["loss"], config.grid).knob_names
         done.add(identity(row["dataset"], row["loss"], row["seed"], row["budget_bytes"], row["params"], knobs))
@@ -211,13 +214,19 @@ def run_sweep(
     started = time.perf_counter()
     ensure_results_root(results_root)
     jobs = plan_jobs(config, None if config.budgets_bytes else catalogue_size(data_root, config.base.dataset))
-    done = finished(read_results(results_root), config)
+    done = finished(read_results(results_root), config, _data_id(data_root, config.base.dataset))
     todo = [job for job in jobs if job_identity(job, config) not in done]
     engine = engine or LocalEngine()
     with engine.ready(config) if todo else contextlib.nullcontext():
         progress.begin(len(jobs), len(jobs) - len(todo))
         runs = engine.run(todo, config, data_root, results_root, progress, trainer, probe_for) if todo else []
     return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
+
+
+def _data_id(data_root: Path | None, dataset: str) -> str | None:
+    from rece_bench.data.loader import dataset_identity
+
+    return None if data_root is None else dataset_identity(data_root, dataset)
 
 
 def run_job(
@@ -242,7 +251,7 @@ def run_job(
     try:
         return train_within_budget(
             train_config, job.budget_bytes, data_root, results_root, progress, grid=config.grid, probe=probe,
-            trainer=resuming, data=data,
+            trainer=once(resuming, data), data=data,
         ).result  # fmt: skip
     except NothingFits as exc:
         result = nothing_fits_result(train_config, job.budget_bytes, exc)
@@ -250,14 +259,66 @@ def run_job(
         return result
 
 
+def once(trainer: Trainer, data=None) -> Trainer:
+    """The trainer of a budgeted job, training each distinct configuration once: when the budget chose a
+    configuration that an ok run of another budget already trained (same hyperparameters, seed and data, a peak
+    within this budget too), its result is recorded for this budget with a message pointing to that run, instead
+    of training it again. Budgets that do not bind choose the same configuration; it is trained once."""
+
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+        from rece_bench.data.loader import dataset_identity
+
+        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        twin = trained_twin(results_root, config, data_id)
+        if twin is None or resume:
+            return trainer(config, data_root, results_root, progress, resume=resume)
+        return repeat_result(results_root, twin, config, data_id)
+
+    return train
+
+
+def trained_twin(results_root: Path, config: TrainConfig, data_id: str | None) -> RunResult | None:
+    """An ok run of ``config``'s configuration under another budget whose peak fits ``config.budget_bytes``."""
+    from rece_bench.results import read_result, result_path
+
+    def key(params: Mapping[str, Any]) -> str:
+        return json.dumps({k: v for k, v in params.items() if k != "budget_bytes"}, sort_keys=True, default=str)
+
+    params = key(config.hyperparameters())
+    for row in read_results(results_root):
+        same = (row["loss"], row["seed"], row.get("data_id")) == (config.loss, config.seed, data_id)
+        if not same or row["status"] != "ok" or row["budget_bytes"] in (None, config.budget_bytes):
+            continue
+        fits = row["peak_bytes"] is not None and row["peak_bytes"] <= config.budget_bytes
+        if fits and key(row["params"]) == params:
+            return read_result(result_path(results_root, row["run_id"]))
+    return None
+
+
+def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data_id: str | None) -> RunResult:
+    """``twin``'s result, recorded as this budget's run (its own id and budget), saying where it comes from."""
+    from rece_bench.budget.sizes import format_size
+    from rece_bench.run import run_id_of
+
+    result = dataclasses.replace(
+        twin, run_id=run_id_of(config, data_id), budget_bytes=config.budget_bytes, pid=None, host=None,
+        process_start=None, message=f"the configuration run {twin.run_id} trained (budget "
+        f"{format_size(twin.budget_bytes)}) fits this budget too: its result, not trained again",
+    )  # fmt: skip
+    write_result(results_root, result)
+    return result
+
+
 def _resuming(trainer: Trainer | None, data=None) -> Trainer:
     """The trainer, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
     from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.data.loader import dataset_identity
     from rece_bench.run import run_id_of
     from rece_bench.train import train_run
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
-        resume = resume or (checkpoint_dir(results_root, run_id_of(config)) / LAST).exists()
+        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
         return (trainer or train_run)(config, data_root, results_root, progress, resume=resume, data=data)
 
     return train

@@ -93,7 +93,7 @@ class RayEngine:
         probes = ray.put(cached_probes(results_root, config.base.dataset))
 
         def submit(job: Job):
-            return task.remote(job, config, data, probes, self.cpus_per_job, trainer, probe_for)
+            return task.remote(job, config, data, probes, config.base.threads, trainer, probe_for)
 
         room = Room(ray, self.cpus_per_job, gpus)
         return hand_out(ray, todo, submit, room, config, results_root, progress, self.retries)

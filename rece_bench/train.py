@@ -22,6 +22,7 @@ import torch
 
 from rece_bench import faults
 from rece_bench.checkpoint import (
+    CHECKPOINTS_DIR,
     checkpoint_dir,
     clean_temporaries,
     discard_last,
@@ -53,6 +54,7 @@ from rece_bench.run import (
     result_of,
     run_id_of,
 )
+from rece_bench.threads import with_config_threads
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +243,7 @@ def prepare_run(
     if data is None:
         data = load_run_data(data_root, config.dataset, config.max_len)
     data.check_serves(config)
-    folder = checkpoint_dir(results_root, run_id_of(config))
+    folder = checkpoint_dir(results_root, run_id_of(config, data.data_id))
     run = build_run(config, data, folder)
     if resume:
         clean_temporaries(folder)  # of a save whose process was killed; the checkpoints themselves are whole
@@ -260,16 +262,17 @@ def check_resume(record: RunRecord, folder: Path) -> None:
     if status in FINAL_STATUSES:
         raise UserError(
             f"run {record.run_id} already finished (status {status}): its result is {record.path}; "
-            "`rece-bench report` shows it, and the same command without --resume trains it again"
+            "`rece-bench report` shows it, and the same command with --restart instead of --resume trains it again"
         )
     if not has_last(folder):
         if status is None:
-            why = f"no run of this configuration under {record.root}"
+            why = f"no run of this configuration on this preparation of its dataset under {record.root}"
         else:
             why = f"the run ({status}) stopped before its first checkpoint"
         raise UserError(f"nothing to resume: {why}: run the same command again without --resume")
 
 
+@with_config_threads
 def train_run(
     config: TrainConfig,
     data_root: Path | None,
@@ -277,6 +280,7 @@ def train_run(
     progress: Progress | None = None,
     resume: bool = False,
     data: RunData | None = None,
+    restart: bool = False,
 ) -> RunResult:
     """Train SASRec with ``config.loss`` on a prepared dataset, test the best checkpoint, write the result.
 
@@ -284,14 +288,48 @@ def train_run(
     The result file exists from the start of training (status running) and is finalised exactly once, whatever
     happens: ok, over_budget (``config.budget_bytes`` exceeded), diverged, oom or interrupted. Bad input found
     before training writes nothing. A Ctrl-C raises ``Interrupted`` once the result is saved; the last checkpoint
-    stays for ``resume=True``.
+    stays for ``resume=True``. A run that finished, or left a checkpoint, is trained again only with
+    ``restart=True`` (``check_rerun``). The run's lock (``lock.RunLock``) is held from the first look at its result
+    to the end.
     """
-    progress = progress or _Silent()
     ensure_results_root(results_root)
-    record = RunRecord(results_root, run_id_of(config))
+    ensure_results_root(results_root, CHECKPOINTS_DIR)  # e.g. a file named checkpoints: one line, before anything
+    if resume and restart:
+        raise UserError("--resume and --restart contradict each other: pass one of them")
+    data = data if data is not None else load_run_data(data_root, config.dataset, config.max_len)
+    record = RunRecord(results_root, run_id_of(config, data.data_id))
+    try:
+        return _train_recorded(config, record, data, progress or _Silent(), resume, restart)
+    finally:
+        record.close()
+
+
+def check_rerun(record: RunRecord, folder: Path, resume: bool, restart: bool) -> None:
+    """No progress is lost by accident: --resume must have something to go on from, and a run that finished or
+    left a checkpoint is trained again only with --restart."""
     if resume:
-        check_resume(record, checkpoint_dir(results_root, record.run_id))
-    run = prepare_run(config, data_root, results_root, resume, data)
+        check_resume(record, folder)
+        return
+    status = record.earlier_status
+    if restart or status is None:
+        return
+    if status in FINAL_STATUSES:
+        raise UserError(
+            f"run {record.run_id} already finished (status {status}): its result is {record.path}; "
+            "`rece-bench report` shows it, and the same command with --restart trains it again"
+        )
+    if has_last(folder):
+        raise UserError(
+            f"run {record.run_id} stopped ({status}) after epoch {record.earlier.epochs} and its checkpoint is "
+            "kept: pass --resume to go on from it, or --restart to start it over"
+        )
+
+
+def _train_recorded(
+    config: TrainConfig, record: RunRecord, data: RunData, progress: Progress, resume: bool, restart: bool
+) -> RunResult:
+    check_rerun(record, checkpoint_dir(record.root, record.run_id), resume, restart)
+    run = prepare_run(config, None, record.root, resume, data)
     run.record = record
     record.start(result_of(run, "running", memory=_state_memory(run.state)))
     try:

@@ -64,10 +64,11 @@ def interrupted_run(data_root, results, tiny_config):
 
 def test_resume_from_a_truncated_checkpoint_keeps_it_aside_and_says_to_run_again(tiny_data_root, tiny_config, tmp_path):
     from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.data.loader import dataset_identity
     from rece_bench.run import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
-    folder = checkpoint_dir(tmp_path, run_id_of(config))
+    folder = checkpoint_dir(tmp_path, run_id_of(config, dataset_identity(tiny_data_root, "tiny")))
     whole = (folder / LAST).read_bytes()
     (folder / LAST).write_bytes(whole[: len(whole) // 2])
     args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", tmp_path]
@@ -83,10 +84,11 @@ def test_a_checkpoint_that_is_no_checkpoint_is_damage_too(tiny_data_root, tiny_c
     import torch
 
     from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.data.loader import dataset_identity
     from rece_bench.run import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
-    last = checkpoint_dir(tmp_path, run_id_of(config)) / LAST
+    last = checkpoint_dir(tmp_path, run_id_of(config, dataset_identity(tiny_data_root, "tiny"))) / LAST
     torch.save({"format": 2, "model": {}}, last)
     args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", tmp_path]
     one_line_error(invoke(*args, "--resume"), "no optimizer, state, rng, batch_rng in it", "without --resume")

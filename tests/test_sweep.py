@@ -38,13 +38,15 @@ class FakeTrainer:
         self.stop_at = stop_at
 
     def __call__(self, config, data_root, results_root, progress=None, resume=False, data=None):
+        from rece_bench.data.loader import dataset_identity
         from rece_bench.run import run_id_of
 
         self.calls.append((config.loss, config.batch_size, resume))
         stopped = self.stop_at is not None and len(self.calls) == self.stop_at
         result = RunResult(
-            run_id=run_id_of(config), dataset=config.dataset, loss=config.loss, params=config.hyperparameters(),
-            seed=config.seed, device="cpu", status="interrupted" if stopped else "ok",
+            run_id=run_id_of(config, dataset_identity(data_root, config.dataset)), dataset=config.dataset,
+            loss=config.loss, params=config.hyperparameters(), seed=config.seed, device="cpu",
+            status="interrupted" if stopped else "ok",
             metrics={} if stopped else {"ndcg@10": 0.01 * config.batch_size}, peak_bytes=_peak(config),
             train_time_s=1.0, epochs=1, budget_bytes=config.budget_bytes,
         )  # fmt: skip

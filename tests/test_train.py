@@ -77,14 +77,16 @@ def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
 
 def test_resume_from_an_older_checkpoint_format_is_a_clear_error(tiny_data_root, tiny_config, tmp_path):
     from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.data.loader import dataset_identity
     from rece_bench.errors import UserError
 
     config = tiny_config()
     with pytest.raises(KeyboardInterrupt):
         train_run(config, tiny_data_root, tmp_path, progress=StopAfterEpoch(1))
-    last = checkpoint_dir(tmp_path, run_module.run_id_of(config)) / LAST
+    data_id = dataset_identity(tiny_data_root, "tiny")
+    last = checkpoint_dir(tmp_path, run_module.run_id_of(config, data_id)) / LAST
     torch.save({"model": {"item_emb.weight": torch.zeros(4, 16)}}, last)  # format 1: a pad row, no "format" key
-    with pytest.raises(UserError, match="has format 1, this version resumes format 2: run again without --resume"):
+    with pytest.raises(UserError, match="has format 1, this version resumes format 2: run again with --restart"):
         train_run(config, tiny_data_root, tmp_path, resume=True)
 
 

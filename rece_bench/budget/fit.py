@@ -22,6 +22,7 @@ from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
 from rece_bench.memory import format_bytes
 from rece_bench.results import RunResult, ensure_results_root
+from rece_bench.threads import with_config_threads
 
 CHOICES_DIR = "budget"
 
@@ -46,6 +47,7 @@ class BudgetedRun:
 Trainer = Callable[..., RunResult]
 
 
+@with_config_threads
 def train_within_budget(
     config: TrainConfig,
     budget_bytes: int,

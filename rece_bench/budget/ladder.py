@@ -117,20 +117,32 @@ def ladder_for(loss: str, grid: Mapping[str, Ladder] | None = None) -> Ladder:
 def read_grid(path: Path) -> dict[str, Ladder]:
     """Ladders from TOML (Python 3.11+): ``[rece]`` with the start knobs and ``cuts = [{rounds = [4, 2, 1]}, ...]``."""
     from rece_bench.io import read_toml
+    from rece_bench.losses.base import lookup
 
     data = read_toml(path, "pass an existing TOML file of ladders, e.g. [rece] batch_size = 128, rounds = 8")
+    for loss in data:
+        try:
+            lookup(loss)
+        except UserError as exc:
+            raise UserError(f"{path}: grid section [{loss}]: {exc}") from None
     return {loss: _ladder_from_table(loss, table) for loss, table in data.items()}
+
+
+def _number(loss: str, knob: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"grid entry {loss!r}: {knob} = {value!r} is not a number: write it like {knob} = 8")
+    return value
 
 
 def _ladder_from_table(loss: str, table: Any) -> Ladder:
     example = "write it like [rece] batch_size = 128, rounds = 8, cuts = [{rounds = [4, 2, 1]}]"
     if not isinstance(table, dict) or not isinstance(table.get("cuts", []), list):
         raise UserError(f"grid entry {loss!r} is not a table with a list of cuts: {example}")
-    start = {k: v for k, v in table.items() if k != "cuts"}
+    start = {k: _number(loss, k, v) for k, v in table.items() if k != "cuts"}
     cuts = []
     for cut in table.get("cuts", []):
         if not isinstance(cut, dict) or len(cut) != 1 or not isinstance(next(iter(cut.values())), list):
             raise UserError(f"grid entry {loss!r}: cut {cut!r} must name one knob and a list of values: {example}")
         knob, values = next(iter(cut.items()))
-        cuts.append((knob, tuple(values)))
+        cuts.append((knob, tuple(_number(loss, knob, value) for value in values)))
     return Ladder(start, tuple(cuts))

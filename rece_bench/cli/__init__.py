@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from rece_bench.cli import baseline, bench, commands, data, losses, sweep
+from rece_bench.signals import sigterm_as_interrupt
 
 app = typer.Typer(
     name="rece-bench",
@@ -32,6 +33,7 @@ def _print_version(given: bool) -> None:
 
 @app.callback()
 def _startup(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
     ] = False,
@@ -41,6 +43,7 @@ def _startup(
     from rece_bench.memory import keep_freed_memory
 
     fit_console_to_output()
+    ctx.call_on_close(sigterm_as_interrupt())  # one policy for every command: SIGTERM is Ctrl-C (rece_bench.signals)
     if os.environ.get("RECE_BENCH_KEEP_FREED_MEMORY") == "1":  # opt-in: faster CPU steps, more resident memory
         keep_freed_memory()  # CPU steps reuse freed blocks instead of faulting in fresh pages (see its docstring)
 

@@ -11,6 +11,7 @@ from rece_bench.cli.common import (
     DataDirOption,
     PrecisionOption,
     ResultsDirOption,
+    ThreadsOption,
     console,
     parse_params,
     resolved_device,
@@ -42,6 +43,7 @@ def bench_step(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     precision: PrecisionOption = "fp32",
     seed: Annotated[int, typer.Option(help="Seed of the batch order and the model.")] = 0,
+    threads: ThreadsOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
     ops: Annotated[bool, typer.Option("--ops", help="Count the aten ops of one step (a GPU's launches).")] = False,
@@ -57,6 +59,7 @@ def bench_step(
     from rece_bench.io import atomic_write_json
     from rece_bench.paths import data_root, results_root
     from rece_bench.results import ensure_results_root
+    from rece_bench.threads import job_threads
 
     with user_errors():
         ensure_results_root(results_root(results_dir), "bench-step")
@@ -64,7 +67,7 @@ def bench_step(
         bench = StepBenchConfig(
             dataset=dataset, data_root=data_root(data_dir), configs=configs,
             batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed,
-            device=resolved_device(device), precision=precision,
+            device=resolved_device(device), precision=precision, threads=job_threads(threads),
             ops=ops, profile_dir=profile,
         )  # fmt: skip
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -73,12 +76,13 @@ def bench_step(
 
         def save(row, status) -> None:  # after every row, so a run stopped by a time limit keeps what it measured
             done.append(row)
-            atomic_write_json(path, [r.to_dict() for r in done])
+            atomic_write_json(path, [{**r.to_dict(), "threads": bench.threads} for r in done])
             status.update(f"done: {row.loss} {row.params}")
 
         with console.status("benchmarking steps...") as status:
             rows = run_step_benchmark(bench, on_row=lambda row: save(row, status))
     console.print(step_table(rows))
+    console.print(f"torch threads: {bench.threads} (--threads)", highlight=False)
 
 
 def step_table(rows):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -19,6 +17,7 @@ from rece_bench.cli.common import (
     ParamOption,
     PrecisionOption,
     ResultsDirOption,
+    ThreadsOption,
     console,
     default_of,
     err_console,
@@ -29,6 +28,7 @@ from rece_bench.cli.common import (
 from rece_bench.config import TrainConfig
 from rece_bench.demo import DemoConfig
 from rece_bench.errors import UserError
+from rece_bench.threads import job_threads
 
 
 class RichTrainingProgress:
@@ -72,27 +72,14 @@ class RichTrainingProgress:
         self._progress.reset(self._steps)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """A `kill` (SIGTERM) ends a run like Ctrl-C does: result saved as 'interrupted', checkpoint kept for --resume."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False):
+def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False, restart=False):
     from rece_bench.paths import data_root, results_root
     from rece_bench.train import train_run
 
-    with RichTrainingProgress(config.loss) as progress, sigterm_as_interrupt():
+    with RichTrainingProgress(config.loss) as progress:  # SIGTERM is Ctrl-C in every command (rece_bench.signals)
         try:
-            return train_run(config, data_root(data_dir), results_root(results_dir), progress, resume=resume)
+            root = results_root(results_dir)
+            return train_run(config, data_root(data_dir), root, progress, resume=resume, restart=restart)
         except KeyboardInterrupt as exc:
             _say_interrupted(exc)
 
@@ -117,7 +104,8 @@ def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, d
         from rece_bench.paths import data_root
         from rece_bench.presets import paper_preset
 
-        chosen = paper_preset(read_meta(data_root(data_dir), dataset).get("dataset", dataset), loss)
+        meta = read_meta(data_root(data_dir), dataset)
+        chosen = paper_preset(meta.get("like") or meta.get("dataset", dataset), loss)  # synth-gowalla: gowalla's
         params = chosen.pop("loss_params")
         fields.update(chosen)
     fields.update({key: value for key, value in given.items() if value is not None and key != "loss_params"})
@@ -152,11 +140,15 @@ def run(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = default_of(TrainConfig, "device"),
     precision: PrecisionOption = default_of(TrainConfig, "precision"),
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same configuration.")] = False,
+    restart: Annotated[
+        bool, typer.Option(help="Train again from scratch a run that finished or left a checkpoint (it is replaced).")
+    ] = False,
     track_memory_epochs: Annotated[
         int, typer.Option(help="CPU: epochs measured by live-tensor tracking (0 = all; it slows steps ~2x).")
     ] = default_of(TrainConfig, "track_memory_epochs"),
     budget: BudgetOption = None,
     grid: GridOption = None,
+    threads: ThreadsOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
@@ -173,13 +165,13 @@ def run(
         fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
         config = TrainConfig(
             dataset=dataset, loss=loss, seed=seed, device=resolved_device(device), precision=precision,
-            track_memory_epochs=track_memory_epochs, **fields,
+            track_memory_epochs=track_memory_epochs, threads=job_threads(threads), **fields,
         )  # fmt: skip
         _refuse_unavailable(config)
         if budget is None:
-            result = _train_and_show(config, data_dir, results_dir, resume)
+            result = _train_and_show(config, data_dir, results_dir, resume, restart)
         else:
-            result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, resume)
+            result = _train_within_budget(config, budget, grid, given, data_dir, results_dir, (resume, restart))
     _show_outcome(result)
 
 
@@ -197,13 +189,17 @@ def _show_outcome(result) -> None:
         console.print(f"[yellow]status {result.status}:[/] {result.message}")
 
 
-def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, resume: bool):
-    """Choose by probing, train, and say what was chosen, what it measured and what probing cost."""
+def _train_within_budget(config, budget: str, grid: Path | None, given: dict, data_dir, results_dir, again):
+    """Choose by probing, train, and say what was chosen, what it measured and what probing cost. ``again``:
+    (resume, restart)."""
+    import functools
+
     from rece_bench.budget.fit import train_within_budget
     from rece_bench.budget.ladder import ladder_for, read_grid
     from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
+    from rece_bench.train import train_run
 
     budget_bytes = parse_size(budget)
     ladders = read_grid(grid) if grid is not None else None
@@ -214,7 +210,14 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
     with RichTrainingProgress(config.loss) as progress:
         try:
             done = train_within_budget(
-                config, budget_bytes, data_root(data_dir), results_root(results_dir), progress, resume, ladders
+                config,
+                budget_bytes,
+                data_root(data_dir),
+                results_root(results_dir),
+                progress,
+                again[0],
+                ladders,
+                trainer=functools.partial(train_run, restart=again[1]),
             )
         except KeyboardInterrupt as exc:
             _say_interrupted(exc)
@@ -308,6 +311,7 @@ def demo(
     budget: Annotated[
         str, typer.Option(help="The memory budget every loss must fit ('none': no budget).")
     ] = format_size(default_of(DemoConfig, "budget_bytes")).replace(" ", ""),
+    threads: ThreadsOption = None,
     precision: PrecisionOption = default_of(DemoConfig, "precision"),
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
@@ -321,7 +325,7 @@ def demo(
         budget_bytes = None if budget.lower() == "none" else _parse_budget(budget)
         config = DemoConfig(
             data_root(data_dir), results_root(results_dir), epochs=epochs, budget_bytes=budget_bytes,
-            precision=precision,
+            precision=precision, threads=job_threads(threads),
         )  # fmt: skip
         sizes = f"{config.users:,} users, {config.items:,} items, {config.interactions:,} interactions"
         console.print(

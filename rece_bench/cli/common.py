@@ -55,11 +55,17 @@ def fail(message: str) -> NoReturn:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's UserError into the CLI's one-line error, exit code 2, no traceback."""
+    """Turn the library's UserError into the CLI's one-line error, exit code 2, no traceback; and a Ctrl-C or
+    SIGTERM that the command did not handle itself into one line and exit code 130 (``rece_bench.signals``)."""
     try:
         yield
     except UserError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        from rece_bench.signals import INTERRUPTED_EXIT
+
+        err_console.print("[yellow]interrupted[/]: stopped before the end, nothing more was written", highlight=False)
+        raise typer.Exit(code=INTERRUPTED_EXIT) from None
 
 
 def resolved_device(text: str) -> str:
@@ -80,6 +86,10 @@ ParamOption = Annotated[
 BudgetOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(help="Peak-memory budget: 512MB, 2GB (powers of 1000), 2GiB (powers of 1024) or bytes (1.5e9)."),
+]
+ThreadsOption = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(help="Torch CPU threads per job (default 1 per job; on Ray, --cpus-per-job): fair timings."),
 ]
 PRECISION_HELP = (
     "fp32; bf16 (the choice on a GPU: the model's forward and the loss under bfloat16 autocast, float32 weights); "

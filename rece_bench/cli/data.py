@@ -169,6 +169,22 @@ def prepare(
     render_report(report)
 
 
+def _prepared_under_own_names(root: Path, cards: set[str]) -> list[tuple[str, dict]]:
+    """Sets prepared with --name (or synth-CARD): (name, meta.json), those whose meta.json reads; by name."""
+    from rece_bench.data.store import read_meta
+
+    found = []
+    for meta_path in sorted(Path(root).glob("*/meta.json")):
+        name = meta_path.parent.name
+        if name in cards:
+            continue
+        try:
+            found.append((name, read_meta(root, name)))
+        except UserError:  # damaged or of another format: `run` on it says how to prepare it again
+            continue
+    return found
+
+
 def datasets(data_dir: DataDirOption = None) -> None:
     """List the known datasets, the paper's statistics and whether each is prepared here."""
     from rece_bench.data.registry import DATASETS
@@ -189,5 +205,10 @@ def datasets(data_dir: DataDirOption = None) -> None:
         prepared = "yes" if dataset_exists(root, card.name) else "no"
         counts.add_row(card.name, card.split, *numbers, prepared)
         sources.add_row(card.name, ", ".join(card.raw_formats) or "-", card.source)
+    for name, meta in _prepared_under_own_names(root, set(DATASETS)):
+        numbers = [f"{meta.get(key, 0):,}" for key in ("num_users", "num_items")]
+        interactions = meta.get("counts", {}).get("filtered", {}).get("interactions")
+        shown = f"{interactions:,}" if isinstance(interactions, int) else "-"
+        counts.add_row(name, meta.get("split", {}).get("method", "-"), *numbers, shown, f"yes ({meta['dataset']})")
     console.print(counts)
     console.print(sources)

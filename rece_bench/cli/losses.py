@@ -12,11 +12,13 @@ from rece_bench.bench_loss import BenchLossConfig
 from rece_bench.cli.common import (
     PrecisionOption,
     ResultsDirOption,
+    ThreadsOption,
     console,
     default_of,
     resolved_device,
     user_errors,
 )
+from rece_bench.threads import job_threads
 
 if TYPE_CHECKING:
     from rece_bench.bench_loss import BenchLossRow
@@ -83,7 +85,7 @@ def bench_loss_command(
     seed: Annotated[int, typer.Option(help="Seed of the data and of the losses' generators.")] = default_of(
         BenchLossConfig, "seed"
     ),
-    threads: Annotated[OptInt, typer.Option(help="Torch intra-op threads (default: torch's choice).")] = None,
+    threads: ThreadsOption = None,
     results_dir: ResultsDirOption = None,
     ops: Annotated[
         bool, typer.Option("--ops", help="Count the aten ops of one forward+backward (a GPU's kernel launches).")
@@ -106,7 +108,7 @@ def bench_loss_command(
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
             params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=resolved_device(device),
-            precision=precision, seed=seed, threads=threads, ops=ops, profile_dir=profile,
+            precision=precision, seed=seed, threads=job_threads(threads), ops=ops, profile_dir=profile,
         )  # fmt: skip
         for name in loss or ():  # a loss asked for by name must run here; by default those that cannot are skipped
             check_available(name, config.device, config.precision)

@@ -14,6 +14,7 @@ from rece_bench.cli.common import (
     OptInt,
     PrecisionOption,
     ResultsDirOption,
+    ThreadsOption,
     console,
     default_of,
     resolved_device,
@@ -21,6 +22,7 @@ from rece_bench.cli.common import (
 )
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
+from rece_bench.threads import job_threads
 
 
 class RichSweepProgress:
@@ -176,6 +178,7 @@ def sweep(
         OptFloat, typer.Option(help="--engine ray: GPUs per job (default 1 with --device cuda; 0.5 puts two on a GPU).")
     ] = None,
     retries: Annotated[int, typer.Option(help="--engine ray: retries of a job whose worker or node dies.")] = 1,
+    threads: ThreadsOption = None,
     workers: Annotated[OptInt, typer.Option(hidden=True)] = None,  # gone: see the error it gives
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
@@ -188,9 +191,11 @@ def sweep(
         _refuse_workers(workers)
         runner = sweep_engine(engine, address, cpus_per_job, gpus_per_job, retries)
         device = resolved_device(device) if runner is None else device  # a Ray cluster's GPUs need not be here
+        threads = job_threads(threads, cpus_per_job if runner is not None else 1)  # one policy, both engines
         base = TrainConfig(
-            dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device, precision=precision
-        )
+            dataset=dataset, epochs=epochs, patience=patience, max_len=max_len, device=device, precision=precision,
+            threads=threads,
+        )  # fmt: skip
         config = _sweep_config(base, loss, budget, seeds, grid)
         try:
             with RichSweepProgress() as progress:

@@ -4,6 +4,10 @@ Bytes go to ``<file>.part``; a cut connection resumes from the part's length wit
 (also on the next run). Once complete, the size and sha256 are checked when known: a mismatch removes the
 part and raises, so no unverified file is ever left under the final name. Progress goes to a callback
 ``(done_bytes, total_bytes)``.
+
+Transient failures are retried with exponential backoff (``DownloadConfig.backoff_s``, doubling, at most
+``MAX_WAIT_S``, or the server's Retry-After): HTTP 429, 500, 502, 503 and 504, a refused, reset or timed-out
+connection, and a body cut short; a name that does not resolve (offline) and other HTTP errors fail at once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,11 +30,16 @@ CHUNK_BYTES = 1 << 20
 USER_AGENT = "rece-bench (dataset download)"
 
 
+RETRY_STATUSES = (429, 500, 502, 503, 504)  # busy or failing for a while: worth another try
+MAX_WAIT_S = 60.0
+
+
 @dataclass(frozen=True)
 class DownloadConfig:
-    retries: int = 5  # reconnections after a cut, per call
+    retries: int = 5  # further tries after a transient failure (a cut, a 5xx or 429, a refused connection)
     timeout_s: float = 60.0
     chunk_bytes: int = CHUNK_BYTES
+    backoff_s: float = 1.0  # the wait before the first retry; doubled before each next one
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -38,7 +49,17 @@ class DownloadConfig:
 
 
 class _Cut(Exception):
-    """The connection ended before the body did."""
+    """A transient failure: the connection ended before the body did, the server answered 429 or 5xx, or the
+    connection was refused or timed out. ``final`` is the error to give when the retries are spent."""
+
+    def __init__(self, why: str, final: str | None = None, wait_s: float | None = None) -> None:
+        super().__init__(why)
+        self.final, self.wait_s = final, wait_s
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+    value = exc.headers.get("Retry-After", "") if exc.headers is not None else ""
+    return min(float(value), MAX_WAIT_S) if value.strip().isdigit() else None
 
 
 def sha256_of(path: Path, chunk_bytes: int = CHUNK_BYTES) -> str:
@@ -59,13 +80,20 @@ def _open(url: str, offset: int, timeout_s: float) -> http.client.HTTPResponse |
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             return None
+        if exc.code in RETRY_STATUSES:
+            final = f"download of {url} failed: HTTP {exc.code} {exc.reason}, also on retrying: the server is busy "
+            raise _Cut(f"HTTP {exc.code}", final + "or down; run the command again later, or pass --raw PATH",
+                       _retry_after(exc)) from None  # fmt: skip
         raise UserError(
             f"download of {url} failed: HTTP {exc.code} {exc.reason}: the file may have moved; "
             "download it by hand and pass --raw PATH"
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(f"cannot reach {url} ({reason}): check the network, or pass --raw PATH") from None
+        final = f"cannot reach {url} ({reason}): check the network, or pass --raw PATH"
+        if isinstance(reason, socket.gaierror):  # the name does not resolve: offline, no use trying again
+            raise UserError(final) from None
+        raise _Cut(str(reason), final) from None
 
 
 def _total_bytes(response: http.client.HTTPResponse, offset: int) -> int | None:
@@ -134,9 +162,11 @@ def download(
         except _Cut as exc:
             if attempt == config.retries:
                 raise UserError(
-                    f"download of {url} kept being cut ({exc}); {part} keeps what arrived: "
+                    exc.final
+                    or f"download of {url} kept being cut ({exc}); {part} keeps what arrived: "
                     "run the command again to resume"
                 ) from None
+            time.sleep(exc.wait_s if exc.wait_s is not None else min(config.backoff_s * 2**attempt, MAX_WAIT_S))
     _verify(part, url, size_bytes, sha256)
     os.replace(part, dest)
     return dest

@@ -6,6 +6,8 @@ padding); the loss sees 0-based catalogue columns (``item_id - 1``), which ``Tra
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +157,7 @@ class RunData:
     dataset: str
     max_len: int
     prepared_at: str | None = None  # meta.json's created_at: budget probes are cached per preparation
+    data_id: str | None = None  # this preparation's content (``data_identity``): part of a run's identity
 
     def loss_inputs(self) -> dict[str, Any]:
         """What a loss may ask for in ``data_inputs`` (see ``losses.base.DATA_INPUTS``)."""
@@ -183,4 +186,19 @@ def load_run_data(data_root: Path, dataset: str, max_len: int) -> RunData:
         dataset=dataset,
         max_len=max_len,
         prepared_at=prepared.meta.get("created_at"),
+        data_id=data_identity(prepared.meta),
     )
+
+
+def data_identity(meta: dict[str, Any]) -> str:
+    """A short digest of a prepared dataset's meta.json: its source, filter, split, counts and preparation time, so
+    preparing it again (another catalogue, or the same one later) gives another identity."""
+    blob = json.dumps(meta, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def dataset_identity(data_root: Path, dataset: str) -> str:
+    """``data_identity`` of a prepared dataset, from its meta.json alone (nothing else is read)."""
+    from rece_bench.data.store import read_meta
+
+    return data_identity(read_meta(Path(data_root), dataset))

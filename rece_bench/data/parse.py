@@ -142,11 +142,13 @@ def is_gzip(path: Path) -> bool:
 
 
 def _raw_lines(path: Path) -> Iterator[str]:
-    """Text lines (newlines kept) of a plain or gzip file; decoding never fails; a bad gzip is a UserError."""
+    """Text lines (newlines kept) of a plain or gzip file; decoding never fails: a byte that is no UTF-8 becomes a
+    lone surrogate (``surrogateescape``), so two ids that differ in such bytes stay different, and ``_id`` refuses
+    them (the line is malformed) rather than merging them; a bad gzip is a UserError."""
     path = check_file(path)
     opener = gzip.open if is_gzip(path) else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as handle:
             yield from handle
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise UserError(f"{path} is a truncated or corrupt gzip file ({one_line(exc)}): download it again") from None
@@ -232,6 +234,9 @@ def _id(text: object, what: str) -> str:
     value = str(text).strip()
     if not value:
         raise Malformed(f"empty {what}")
+    if any("\udc80" <= char <= "\udcff" for char in value):  # a byte that is no UTF-8 (see _raw_lines)
+        shown = value.encode("utf-8", "surrogateescape")[:40]
+        raise Malformed(f"{what} {shown!r} is not UTF-8 text (convert the file, e.g. iconv -f latin1 -t utf-8)")
     return value
 
 

@@ -77,7 +77,12 @@ class PrepareConfig:
 
     @property
     def output_name(self) -> str:
-        return self.name or self.dataset
+        """--name, else ``synth-<card>`` for a synthetic set made --like a paper dataset (so it never replaces the
+        default-sized ``synthetic`` that `run` trains on by default), else the dataset's name."""
+        if self.name:
+            return self.name
+        like = self.synthetic.like if self.synthetic is not None and self.dataset == "synthetic" else None
+        return synthetic_like_name(like) if like else self.dataset
 
     def command(self) -> str:
         """The command line that prepares this again, less --data-dir (meta.json keeps it for the hint when the
@@ -98,6 +103,14 @@ class PrepareConfig:
             if value is not None:
                 args += [flag, str(value)]
         return shlex.join([*args, *_filter_flags(self.filter), *(["--strict"] if self.strict else [])])
+
+
+SYNTHETIC_LIKE_PREFIX = "synth-"
+
+
+def synthetic_like_name(card: str) -> str:
+    """Where `prepare synthetic --like CARD` stores its set by default: synth-gowalla."""
+    return f"{SYNTHETIC_LIKE_PREFIX}{card}"
 
 
 def _filter_flags(chosen: FilterConfig | None) -> list[str]:
@@ -236,6 +249,7 @@ def _meta(
         "dataset": card.name,
         "command": config.command(),
         "source": source.description,
+        "like": config.synthetic.like if config.synthetic is not None else None,  # synthetic: whose sizes
         "raw_format": source.parsed.format,
         "raw_sha256": source.raw_sha256,
         "filter": filter_settings,

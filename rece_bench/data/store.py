@@ -203,6 +203,9 @@ def _prepare_first(root: Path, name: str) -> str:
     where = data_dir_args(root)
     if _is_card(name) and name != "custom":
         return f"run `{shlex.join(['rece-bench', 'prepare', name, *where])}`"
+    like = name.removeprefix("synth-")
+    if name.startswith("synth-") and _is_card(like):  # prepare synthetic --like CARD stores it under this name
+        return f"run `{shlex.join(['rece-bench', 'prepare', 'synthetic', '--like', like, *where])}`"
     prepared = sorted(p.parent.name for p in Path(root).glob(f"*/{META_FILE}"))
     there = f" (prepared there: {', '.join(prepared)})" if prepared else ""
     synthetic = shlex.join(["rece-bench", "prepare", "synthetic", "--name", name, *where])

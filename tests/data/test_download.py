@@ -11,7 +11,7 @@ from rece_bench.errors import UserError
 
 BODY = bytes(range(256)) * 400  # 100 KiB
 SHA = hashlib.sha256(BODY).hexdigest()
-FAST = DownloadConfig(retries=3, timeout_s=5, chunk_bytes=4096)
+FAST = DownloadConfig(retries=3, timeout_s=5, chunk_bytes=4096, backoff_s=0.01)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -109,3 +109,38 @@ def test_a_cached_file_is_not_fetched_again(server, tmp_path):
     (tmp_path / "f.bin").write_bytes(BODY)
     cached_or_download(f"{base}/file.bin", tmp_path / "f.bin", sha256=SHA, config=FAST)
     assert handler.ranges == []
+
+
+@pytest.mark.parametrize("status", [503, 429, 502])
+def test_a_busy_or_failing_server_is_retried_until_it_serves(server, tmp_path, status):
+    """Issue 23: the server fails twice (5xx or 429), then serves; the download goes through."""
+    handler, base = server
+    failures = [status, status]
+    serve = handler.do_GET
+
+    def flaky(self):
+        if failures:
+            type(self).ranges.append("failed")
+            self.send_response(failures.pop())
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        serve(self)
+
+    handler.do_GET = flaky
+    path = download(f"{base}/file.bin", tmp_path / "f.bin", sha256=SHA, config=FAST)
+    assert path.read_bytes() == BODY and handler.ranges == ["failed", "failed", None]
+
+
+def test_a_server_that_keeps_failing_is_one_error_after_the_retries(server, tmp_path):
+    handler, base = server
+
+    def down(self):
+        type(self).ranges.append("failed")
+        self.send_error(503, "Service Unavailable")
+
+    handler.do_GET = down
+    with pytest.raises(UserError, match=r"HTTP 503 .*run the command again later, or pass --raw PATH"):
+        download(f"{base}/file.bin", tmp_path / "f.bin", config=FAST)
+    assert len(handler.ranges) == FAST.retries + 1 and list(tmp_path.iterdir()) == []
