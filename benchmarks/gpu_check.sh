@@ -3,7 +3,8 @@
 # Steps run most important first, each under `timeout` (its own cap, and never past what is left of TOTAL_S), so a
 # run cut short still answers the key questions; a failed, cut or skipped step is recorded and the script goes on.
 #   wheels    .whl/*.whl (cut-cross-entropy, liger-kernel; pure Python) installed into SITE, put on PYTHONPATH
-#   tests     tests/test_cuda.py -m cuda (its CUDA cases; 0 failed expected; they fail, not skip, without a GPU)
+#   tests     tests/test_cuda.py and tests/kernels/test_cuda_kernels.py -m cuda (the CUDA cases and the compiled
+#             Triton kernels; 0 failed expected; they fail, not skip, without a GPU)
 #   mission   the README's commands on CUDA: `prepare` a small synthetic set, `run --loss rece --budget 2GB
 #             --device cuda` in bf16 and in fp32 (plain `cuda`, no index: it crashed at a35faee), `report`
 #   losses    every available loss under --precision bf16, then fp32: bench-loss C 173,511, N 8,192, D 64, --ops
@@ -373,7 +374,7 @@ else
   want beauty && [ -z "$BEAUTY_SKIP" ] && prepare_bg beauty "$RAW/beauty/data" beauty beauty --raw "$BEAUTY"
 
   # 1. the CUDA tests (on a CPU they skip, which the report shows)
-  want tests && step cuda-tests 120 "$PY" -m pytest tests/test_cuda.py -m cuda -q -rs -p no:cacheprovider \
+  want tests && step cuda-tests 150 "$PY" -m pytest tests/test_cuda.py tests/kernels/test_cuda_kernels.py -m cuda -q -rs -p no:cacheprovider \
       --junitxml="$OUTDIR/cuda_tests.xml"
 
   # 2. the mission's own commands: prepare, run with a budget on plain `cuda` in bf16 and fp32, report
