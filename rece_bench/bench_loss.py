@@ -13,6 +13,11 @@ trains (SASRec's item table is a float32 parameter and the hidden states come ou
 time, the peak (the float32 inputs, their gradients and any low-precision copies a loss makes) and the value are
 the ones a training step sees; it also exercises the casts a loss must make under autocast, where inputs made in
 bf16 would skip them.
+
+With ``ops``, one more forward+backward runs under ``opcount.count_ops``: the aten ops it dispatches (each one a
+kernel launch on a GPU, so a CPU can check a GPU's launch cost) and the data-dependent ones (a host
+synchronisation on a GPU). With ``profile_dir``, one more under the torch profiler, whose table is written to a
+file per loss and catalogue size. Neither run is timed.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class BenchLossConfig:
     logit_std: float = 2.0  # spread of the random logits <h, e>
     threads: int | None = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads); None keeps torch's
     results_dir: Path | None = None
+    ops: bool = False  # count the aten ops of one forward+backward (``opcount``)
+    profile_dir: Path | None = None  # write the profiler's table of one forward+backward here, a file per row
 
     def __post_init__(self) -> None:
         from rece_bench.device import precision_of
@@ -109,6 +116,8 @@ class BenchLossRow:
     memory_method: str | None = None
     note: str = ""
     precision: str = "fp32"
+    ops: dict[str, Any] | None = None  # ``OpCount.to_dict()`` of one forward+backward, with ``ops``
+    profile_path: str | None = None  # the profiler's table, with ``profile_dir``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -266,8 +275,36 @@ def bench_one(config: BenchLossConfig, name: str, num_items: int) -> BenchLossRo
     return BenchLossRow(
         status="ok", peak_bytes=stats.peak_bytes, peak_beyond_inputs_bytes=stats.peak_delta_bytes,
         inputs_bytes=stats.start_bytes, median_time_s=statistics.median(times), times_s=tuple(times),
-        tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method, **row,
+        tracked_time_s=tracked_s, loss_value=value, memory_method=stats.method,
+        **launch_stats(config, loss, inputs, compute, f"{name}-C{num_items}"), **row,
     )  # fmt: skip
+
+
+def launch_stats(
+    config: BenchLossConfig, loss: Any, inputs: dict[str, Any], compute: Any, label: str
+) -> dict[str, Any]:
+    """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) forward+backward under the
+    precision's autocast, as timed. ``compute``: a ``device.Compute``."""
+    from rece_bench.opcount import count_ops, write_profile
+
+    def step() -> None:  # no value read back: the count is the loss's own
+        with compute.autocast():
+            value = loss(inputs["hidden"], inputs["item_emb"], inputs["targets"], inputs["batch"])
+        value.backward()
+
+    out: dict[str, Any] = {}
+    if config.ops:
+        out["ops"] = count_ops(step)[1].to_dict()
+    if config.profile_dir is not None:
+        path = Path(config.profile_dir) / f"bench-loss-{label}.txt"
+        title = (
+            f"bench-loss {label}, N {config.positions}, D {config.dim}, {config.precision}, "
+            f"params {config.params_of(loss.name)}"
+        )
+        out["profile_path"] = str(write_profile(step, path, compute.device.type, title))
+    inputs["hidden"].grad = None
+    inputs["item_emb"].grad = None
+    return out
 
 
 def _build_args(name: str, params: dict[str, Any], config: BenchLossConfig, num_items: int | None = None) -> dict:

@@ -5,6 +5,10 @@ time (and every measured step's, for the spread), positions per second, the peak
 live tensor bytes on CPU, the allocator's peak on CUDA; model, optimiser state and inputs included), and the share
 of a step spent building the batch and drawing negatives, timed apart from the step. Benchmarks report; tests check
 correctness.
+
+With ``ops``, one more step runs under ``opcount.count_ops`` (the aten ops of forward, loss, backward and Adam: a
+GPU's kernel launches, and the data-dependent ops among them); with ``profile_dir``, one more under the torch
+profiler, its table written to a file per configuration. Neither is timed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class StepBenchConfig:
     device: str = "cpu"
     precision: str = "fp32"  # autocast of the forward and the loss, as `run --precision` trains
     threads: int = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads)
+    ops: bool = False  # count the aten ops of one step
+    profile_dir: Path | None = None  # write the profiler's table of one step here, a file per configuration
 
     def __post_init__(self) -> None:
         from rece_bench.device import precision_of
@@ -76,6 +82,8 @@ class StepBenchRow:
     device: str
     step_times_s: tuple[float, ...]  # every measured step, in order: the spread behind the median
     precision: str = "fp32"
+    ops: dict[str, Any] | None = None  # ``OpCount.to_dict()`` of one step, with ``ops``
+    profile_path: str | None = None  # the profiler's table of one step, with ``profile_dir``
 
     @property
     def data_share(self) -> float:
@@ -135,13 +143,34 @@ def bench_one(config: StepBenchConfig, data, batches, build_times, loss: str, pa
     meter = PeakMemory(run.compute, track=(model, optimizer))
     with meter:
         step(batches[-1])
+    launch = launch_stats(config, lambda: step(batches[-1]), run.compute.device.type, loss, params)
     positions = statistics.mean(float((b.inputs != 0).sum()) for b in measured)
     step_s = statistics.median(step_times)
     return StepBenchRow(
         config.dataset, loss, dict(params), data.num_items, config.batch_size, positions, step_s,
         positions / step_s, meter.stats.peak_bytes, statistics.median(build_times), statistics.median(sampling),
-        str(device), tuple(step_times), config.precision,
+        str(device), tuple(step_times), config.precision, **launch,
     )  # fmt: skip
+
+
+def launch_stats(
+    config: StepBenchConfig, step: Callable[[], Any], device_type: str, loss: str, params: dict
+) -> dict[str, Any]:
+    """What ``ops`` and ``profile_dir`` ask for, each from one more (untimed) step."""
+    from rece_bench.opcount import count_ops, write_profile
+
+    out: dict[str, Any] = {}
+    if config.ops:
+        out["ops"] = count_ops(step)[1].to_dict()
+    if config.profile_dir is not None:
+        label = "-".join([loss, *(f"{key}{value}" for key, value in params.items())])
+        path = Path(config.profile_dir) / f"bench-step-{config.dataset}-{label}.txt"
+        title = (
+            f"bench-step {config.dataset}, {loss} {params}, batch {config.batch_size}, max_len {config.max_len}, "
+            f"{config.precision}"
+        )
+        out["profile_path"] = str(write_profile(step, path, device_type, title))
+    return out
 
 
 @with_config_threads

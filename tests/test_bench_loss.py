@@ -87,3 +87,20 @@ def test_threads_are_restored_after_the_run():
     before = torch.get_num_threads()
     result = run_bench_loss(tiny(items=(50,), losses=("rece",), threads=1), None)
     assert result.extra["threads"] == 1 and torch.get_num_threads() == before
+
+
+def test_ops_and_profile_add_a_count_and_a_table_per_row(tmp_path):
+    """--ops counts one forward+backward (total = the sum by op); --profile writes the profiler's table per row."""
+    config = tiny(items=(50,), losses=("ce", "rece"), params=(("rece", "rounds", 2),), ops=True, profile_dir=tmp_path)
+    result = run_bench_loss(config, tmp_path)
+    for row in result.rows:
+        assert row.ops["total"] == sum(row.ops["by_op"].values()) > 0
+        assert row.ops["data_dependent"] == sum(row.ops["data_dependent_by_op"].values())
+        assert row.ops["by_op"]["aten.mm" if row.loss == "ce" else "aten.bmm"] >= 2  # forward and backward
+        text = (tmp_path / f"bench-loss-{row.loss}-C50.txt").read_text()
+        assert row.profile_path == str(tmp_path / f"bench-loss-{row.loss}-C50.txt")
+        assert text.startswith(f"bench-loss {row.loss}-C50") and "Self CPU" in text
+    saved = json.loads(result.path.read_text())["rows"]
+    assert [row["ops"]["total"] for row in saved] == [row.ops["total"] for row in result.rows]
+    plain = run_bench_loss(tiny(items=(50,), losses=("ce",)), None).rows[0]
+    assert plain.ops is None and plain.profile_path is None

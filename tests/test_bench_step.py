@@ -69,3 +69,31 @@ def test_the_command_saves_each_row_as_it_lands(tiny_data_root, tmp_path, monkey
     saved = list((tmp_path / "bench-step").glob("tiny-*.json"))
     assert len(saved) == 1
     assert [row["loss"] for row in json.loads(saved[0].read_text())] == ["ce"]
+
+
+def test_ops_and_profile_count_and_profile_one_step(tiny_data_root, tmp_path):
+    configs = (("ce", {}), ("rece", {"rounds": 2}))
+    config = StepBenchConfig(
+        "tiny", tiny_data_root, configs, batch_size=16, max_len=12, dim=16, steps=1, ops=True, profile_dir=tmp_path
+    )
+    rows = run_step_benchmark(config)
+    for row in rows:
+        assert row.ops["total"] == sum(row.ops["by_op"].values()) and row.ops["by_op"]["aten._foreach_add_"] >= 1
+        assert "Self CPU" in (tmp_path / row.profile_path).read_text()
+    assert rows[1].ops["total"] > rows[0].ops["total"]  # RECE's rounds launch more than CE's one product
+    assert sorted(p.name for p in tmp_path.glob("*.txt")) == [
+        "bench-step-tiny-ce.txt",
+        "bench-step-tiny-rece-rounds2.txt",
+    ]
+
+
+def test_the_table_shows_the_op_counts_when_counted():
+    from rece_bench.bench_step import StepBenchRow
+    from rece_bench.cli.bench import step_table
+    from rece_bench.cli.common import console
+
+    ops = {"total": 1234, "data_dependent": 5, "by_op": {}, "data_dependent_by_op": {}}
+    row = StepBenchRow("d", "ce", {}, 10, 4, 100.0, 2.0, 50.0, 1 << 20, 0.0, 0.0, "cpu", (2.0,), ops=ops)
+    with console.capture() as captured:
+        console.print(step_table([row]))
+    assert "ops (data-dependent)" in captured.get() and "1,234 (5)" in captured.get()

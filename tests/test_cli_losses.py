@@ -33,3 +33,13 @@ def test_bench_loss_bad_options_exit_2_with_one_line():
         result = runner.invoke(app, ["bench-loss", *args])
         assert result.exit_code == 2, (args, result.output)
         assert "error:" in result.output and "Traceback" not in result.output
+
+
+def test_bench_loss_ops_and_profile_options(tmp_path):
+    args = ["bench-loss", "--items", "60", "--positions", "30", "--dim", "8", "--loss", "rece", "--repeats", "1",
+            "--ops", "--profile", str(tmp_path / "prof"), "--results-dir", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args, terminal_width=250)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(next((tmp_path / "bench-loss").glob("*.json")).read_text())["rows"]
+    assert "ops (data-dependent)" in result.output and f"{row['ops']['total']:,} (" in result.output
+    assert (tmp_path / "prof" / "bench-loss-rece-C60.txt").is_file()

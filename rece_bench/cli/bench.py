@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -46,6 +47,11 @@ def bench_step(
     threads: ThreadsOption = None,
     data_dir: DataDirOption = None,
     results_dir: ResultsDirOption = None,
+    ops: Annotated[bool, typer.Option("--ops", help="Count the aten ops of one step (a GPU's launches).")] = False,
+    profile: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime
+        typer.Option(help="Write the torch profiler's table of one step to this folder, a file per configuration."),
+    ] = None,
 ) -> None:
     """Time and measure a whole training step (forward, loss, backward, Adam) for each loss configuration."""
     from datetime import datetime, timezone
@@ -63,6 +69,7 @@ def bench_step(
             dataset=dataset, data_root=data_root(data_dir), configs=configs,
             batch_size=batch_size, max_len=max_len, steps=steps, warmup=warmup, seed=seed,
             device=resolved_device(device), precision=precision, threads=job_threads(threads),
+            ops=ops, profile_dir=profile,
         )  # fmt: skip
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         path = results_root(results_dir) / "bench-step" / f"{dataset}-{stamp}.json"
@@ -82,6 +89,7 @@ def bench_step(
 def step_table(rows):
     from rich.table import Table
 
+    from rece_bench.cli.losses import ops_cell
     from rece_bench.memory import format_bytes
 
     base = next((r for r in rows if r.loss == "ce"), None)
@@ -101,6 +109,9 @@ def step_table(rows):
         "peak vs ce",
     ):
         table.add_column(column, justify="left" if column in ("loss", "params") else "right")
+    counted = any(r.ops is not None for r in rows)  # --ops
+    if counted:
+        table.add_column("ops (data-dependent)", justify="right")
     for r in rows:
         time_ratio = f"{r.step_time_s / base.step_time_s:.3f}" if base else "-"
         peak_ratio = f"{r.peak_bytes / base.peak_bytes:.3f}" if base else "-"
@@ -108,6 +119,7 @@ def step_table(rows):
         table.add_row(
             r.loss, params, f"{r.positions:,.0f}", _step_spread(r), f"{r.positions_per_s:,.0f}",
             format_bytes(r.peak_bytes), f"{100 * r.data_share:.1f}%", time_ratio, peak_ratio,
+            *([ops_cell(r.ops)] if counted else []),
         )  # fmt: skip
     return table
 

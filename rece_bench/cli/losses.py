@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
 OptStrList = Optional[list[str]]  # noqa: UP045
+OptPath = Optional[Path]  # noqa: UP045
 
 
 def _bench_default(name: str):
@@ -86,6 +88,12 @@ def bench_loss_command(
     ),
     threads: ThreadsOption = None,
     results_dir: ResultsDirOption = None,
+    ops: Annotated[
+        bool, typer.Option("--ops", help="Count the aten ops of one forward+backward (a GPU's kernel launches).")
+    ] = False,
+    profile: Annotated[
+        OptPath, typer.Option(help="Write the torch profiler's table of one forward+backward to this folder.")
+    ] = None,
 ) -> None:
     """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
     with user_errors():
@@ -101,21 +109,22 @@ def bench_loss_command(
         config = BenchLossConfig(
             items=parse_items(items), positions=positions, dim=dim, losses=tuple(loss or all_losses()),
             params=tuple(parse_param(text) for text in param or ()), repeats=repeats, device=resolved_device(device),
-            precision=precision, seed=seed, threads=job_threads(threads),
+            precision=precision, seed=seed, threads=job_threads(threads), ops=ops, profile_dir=profile,
         )  # fmt: skip
         for name in loss or ():  # a loss asked for by name must run here; by default those that cannot are skipped
             check_available(name, config.device, config.precision)
-        table = _bench_table()
+        table = _bench_table(ops)
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
         print_table(table)
         if result.path is not None:
             console.print(f"rows saved to {result.path}")
 
 
-def _bench_table() -> Table:
+def _bench_table(ops: bool = False) -> Table:
     table = Table(title="Loss benchmark (forward+backward)")
     table.add_column("precision")
-    for column in ("loss", "items", "params", "status", "peak", "beyond inputs", "median s", "loss value"):
+    columns = ("loss", "items", "params", "status", "peak", "beyond inputs", "median s", "loss value")
+    for column in columns + (("ops (data-dependent)",) if ops else ()):
         table.add_column(column, justify="left" if column in {"loss", "params", "status"} else "right")
     return table
 
@@ -128,5 +137,12 @@ def _progress(table: Table, row: BenchLossRow) -> None:
     time_s = "-" if row.median_time_s is None else f"{row.median_time_s:.2f}"
     value = "-" if row.loss_value is None else f"{row.loss_value:.4f}"
     cells = (format_bytes(row.peak_bytes), format_bytes(row.peak_beyond_inputs_bytes), time_s, value)
+    if len(table.columns) > 9:  # --ops
+        cells += (ops_cell(row.ops),)
     table.add_row(row.precision, row.loss, f"{row.num_items:,}", params, status, *cells)
     console.print(f"{row.loss} C={row.num_items:,}: {status}, {cells[0]}, {time_s} s", highlight=False)
+
+
+def ops_cell(ops: dict | None) -> str:
+    """'4,454 (27)': dispatched ops and, in brackets, the data-dependent ones; '-' when not counted."""
+    return "-" if ops is None else f"{ops['total']:,} ({ops['data_dependent']:,})"

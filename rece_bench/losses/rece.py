@@ -2,26 +2,36 @@
 
 Per round, random vectors bucket the positions and the items (argmax of dot products); both sorted orders are
 cut into n_c equal chunks, and chunk i of positions is scored against item chunks i-n_ec .. i+n_ec. The loss
-of a position is CE over its candidates (the union over rounds, each counted once, its positive and the pad
-slots masked) plus its positive. Counting a repeated candidate once is what the authors' -log(k) correction
-achieves; here it is done by keeping a pair in the first round whose window holds it, which gives the same
-value and gradient. Within one round a window never repeats an item, so the pair (t, j) appears in an earlier
-round q' exactly when |chunk_q'(j) - chunk_q'(t)| <= n_ec: no sort, no per-position candidate list.
+of a position is CE over its candidates (the union over rounds, each counted once) and its positive. Counting a
+repeated candidate once is what the authors' -log(k) correction achieves; here it is done by keeping a pair in
+the first round whose window holds it, which gives the same value and gradient. Within one round a window never
+repeats an item, so the pair (t, j) appears in an earlier round q' exactly when |chunk_q'(j) - chunk_q'(t)| <=
+n_ec: no sort, no per-position candidate list. The positive is scored like any candidate, in the first window
+that holds it; a position whose positive no window held adds exp(s_y) to its partition on its own.
 
-Memory, beyond the authors: the (r, n_b, C) projections are never held (items are bucketed in slices);
-candidate ids live per chunk as a view of the sorted order; the logits are streamed over groups of chunks by
-a custom autograd function that keeps only the (N,) log-partition and the earlier-round flags packed to one
-bit per pair, and recomputes each group in the backward pass.
+Memory, beyond the authors: the (r, n_b, C) projections are never held (rows are bucketed in slices);
+candidate ids live per chunk as a view of the sorted order; the logits are streamed over groups of item chunks
+by a custom autograd function that keeps only per-chunk log-sums and the earlier-round flags packed to one bit
+per pair, and recomputes each group in the backward pass.
 
-Shape letters: the common ones and RECE's own (r, n_b, n_c, P, I, W, G) as in ``docs/notation.md``.
+Launches, for a GPU: everything is laid out item-major. A group of G item chunks is scored against the
+overlapping windows of (1 + 2 n_ec) position chunks, a strided view of the gathered positions, in one bmm; the
+item side of the gradient is one more bmm, the position side a third whose overlapping rows one index_add_
+sums. Pad slots need no mask: a pad item gathers a table row whose extra column puts its logit far below any
+other, a pad position a zero row. The exponentials are shifted by each column's maximum, so nothing can
+overflow and nothing is read back to the host; no tensor's shape depends on values. With a block that holds a
+whole round (a GPU's), one forward+backward of RECE (3, 8) at N 8,192, C 173,511 dispatches about 500 ops.
+
+Shape letters: the common ones and RECE's own (r, n_b, n_c, P, I, V, W, G) as in ``docs/notation.md``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 from rece_bench.budget.ladder import Ladder
 from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
@@ -29,17 +39,25 @@ from rece_bench.losses.base import (
     Loss,
     LossBatch,
     ParamSpec,
+    block_bytes,
+    block_mib_param,
+    check_block_mib,
     check_choice,
     check_float,
     check_generator,
     check_int,
     register,
 )
-from rece_bench.losses.sampling import add_positive_grad, positive_logits
+from rece_bench.losses.precision import accumulate_dtype
 
 _MIB = 1 << 20
 _INT16_MAX = 32767
-_BUCKET_BLOCK = 8 * _MIB  # bucketing slices: faster than 32 MiB at 1 and 2 threads on a 2-core Xeon
+# A bucketing slice's scores take at most a quarter of the block (8 MiB of a CPU's 32 MiB block: faster than
+# 32 MiB at 1 and 2 threads on a 2-core Xeon), and at most 384 MiB: with a GPU's 2 GiB block the slices then
+# never set the call's peak (at N 8,192, C 173,511, r 8 the streamed groups peak higher), and the catalogue
+# still takes only a few slices.
+_BUCKET_SHARE = 4
+_BUCKET_MAX_BYTES = 384 * _MIB
 
 
 def default_n_buckets(n_positions: int, num_items: int, n_extra_chunks: int, buckets_per_chunk: float) -> int:
@@ -47,9 +65,20 @@ def default_n_buckets(n_positions: int, num_items: int, n_extra_chunks: int, buc
     return max(1, int(math.sqrt(4 * buckets_per_chunk * (1 + 2 * n_extra_chunks) * min(num_items, n_positions))))
 
 
+def _extra_columns(dtype: torch.dtype) -> int:
+    """Columns the tables carry beyond D: the pad bias, and the backward's shift (in two parts, a rounded value
+    and its remainder, when one part in the compute dtype would round it: bf16 keeps 8 bits of a shift near 20)."""
+    return 2 if torch.finfo(dtype).bits >= 32 else 3
+
+
+def _pad_logit(dtype: torch.dtype) -> float:
+    """The logit of a pad item: far below any real one, yet finite, so that 0 * it stays 0 in a pad row."""
+    return torch.finfo(dtype).min / 4
+
+
 @dataclass(frozen=True)
 class RecePlan:
-    """The sizes of one call: how positions and items are cut into chunks and streamed."""
+    """The sizes of one call: how positions and items are cut into chunks, and how the work is sliced."""
 
     n_positions: int
     num_items: int
@@ -59,15 +88,40 @@ class RecePlan:
     n_extra: int
     pos_per_chunk: int  # P
     items_per_chunk: int  # I
-    chunks_per_group: int  # G
+    group_chunks: tuple[int, ...]  # G of each round: item chunks per streamed group
+    bucket_rows: int  # rows per bucketing slice
 
     @property
-    def window(self) -> int:  # W
+    def width(self) -> int:  # V: the position window of one item chunk
+        return (1 + 2 * self.n_extra) * self.pos_per_chunk
+
+    @property
+    def window(self) -> int:  # W: the item window of one position chunk
         return (1 + 2 * self.n_extra) * self.items_per_chunk
+
+    @property
+    def pos_slots(self) -> int:
+        """Position slots of a round: n_ec pad chunks, the sorted positions, pad slots to n_c + 2 n_ec chunks."""
+        return (self.n_chunks + 2 * self.n_extra) * self.pos_per_chunk
+
+    @property
+    def item_slots(self) -> int:
+        """Item slots of a round: the sorted items, then pad slots to n_c chunks."""
+        return self.n_chunks * self.items_per_chunk
 
     @property
     def chunk_dtype(self) -> torch.dtype:
         return torch.int16 if self.n_chunks + 2 * self.n_extra < _INT16_MAX else torch.int32
+
+    @property
+    def has_empty_item_chunks(self) -> bool:
+        """Whether some item chunk holds pad slots only (fewer items than (n_c - 1) I)."""
+        return (self.n_chunks - 1) * self.items_per_chunk >= self.num_items
+
+    def groups(self, q: int) -> list[range]:
+        """The item chunks of each streamed group of round q."""
+        size = self.group_chunks[q]
+        return [range(c, min(c + size, self.n_chunks)) for c in range(0, self.n_chunks, size)]
 
 
 def make_plan(
@@ -79,385 +133,399 @@ def make_plan(
     n_rounds: int,
     block_bytes: int,
     elem_bytes: int,
+    dim: int = 64,
 ) -> RecePlan:
     n_chunks = max(1, round(n_buckets / buckets_per_chunk))
     pos_per_chunk = -(-n_positions // n_chunks)
     items_per_chunk = -(-num_items // n_chunks)
-    window = (1 + 2 * n_extra) * items_per_chunk
-    # per chunk: logits and logsumexp's temporary, earlier-round flags, their chunk gaps (P, W); span embeddings
-    # and their grad (I, D~64)
-    per_chunk = pos_per_chunk * window * (2 * elem_bytes + 4) + items_per_chunk * 2 * 64 * elem_bytes
-    group = max(1, min(n_chunks, block_bytes // max(1, per_chunk)))
+    rounds = range(n_rounds)
+    sizes = (pos_per_chunk, items_per_chunk, n_extra, dim, elem_bytes)
+    group = tuple(max(1, min(n_chunks, block_bytes // chunk_bytes(*sizes, q))) for q in rounds)
+    scores = max(4, elem_bytes) * n_rounds * n_buckets  # bytes of one row's bucketing scores
+    bucket_rows = max(1, min(block_bytes // _BUCKET_SHARE, _BUCKET_MAX_BYTES) // scores)
     return RecePlan(
-        n_positions, num_items, n_rounds, n_buckets, n_chunks, n_extra, pos_per_chunk, items_per_chunk, group
-    )
+        n_positions, num_items, n_rounds, n_buckets, n_chunks, n_extra, pos_per_chunk, items_per_chunk, group,
+        bucket_rows,
+    )  # fmt: skip
+
+
+def chunk_bytes(p_size: int, i_size: int, n_extra: int, dim: int, elem_bytes: int, q: int) -> int:
+    """Working memory of one item chunk of a round-q group: per pair, the logits and the flags (in round q > 0
+    also the chunk gaps of all q earlier rounds and their minimum, 2 bytes each, and the packing's copies); per
+    row, the gathered item rows, their gradient and the window rows' gradient."""
+    width = (1 + 2 * n_extra) * p_size
+    acc_bytes = max(4, elem_bytes)
+    per_pair = elem_bytes + 1 + (2 * (q + 1) + 2 if q > 0 else 0)
+    rows = i_size * (dim + 4) * elem_bytes + i_size * dim * acc_bytes + width * (dim + 4) * (elem_bytes + acc_bytes)
+    return i_size * width * per_pair + rows
 
 
 @dataclass(frozen=True)
 class Rounds:
-    """Per round, the sorted orders of positions and items and (r > 1 only) each row's chunk index."""
+    """Per round, the sorted orders of positions and items and the chunk of every position and item."""
 
     pos_order: torch.Tensor  # (r, N) long
     item_order: torch.Tensor  # (r, C) long
-    pos_chunk: torch.Tensor | None  # (r, N) int16/int32
-    item_chunk: torch.Tensor | None  # (r, C) int16/int32
+    pos_chunk: torch.Tensor  # (r, N + 1) int16/int32; column N (the pad position) is 0
+    item_chunk: torch.Tensor  # (r, C + 1) int16/int32; column C (the pad item) is 0
 
 
-def assign_buckets(rows: torch.Tensor, proj: torch.Tensor, block_bytes: int) -> torch.Tensor:
-    """(r, M) bucket of every row in every round; rows (M, D), proj (r, n_b, D); a slice of rows at a time."""
-    n_rounds, n_buckets, dim = proj.shape
-    flat = proj.reshape(n_rounds * n_buckets, dim)  # (r, n_b, D) -> (r n_b, D)
-    out = torch.empty(n_rounds, rows.shape[0], dtype=torch.long, device=rows.device)
-    step = max(1, block_bytes // (n_rounds * n_buckets * rows.element_size()))
-    for start in range(0, rows.shape[0], step):
-        scores = rows[start : start + step] @ flat.T  # (Ms, D) x (D, r n_b) -> (Ms, r n_b)
-        out[:, start : start + step] = scores.view(-1, n_rounds, n_buckets).argmax(dim=2).T  # -> (r, Ms)
+def assign_buckets(rows: torch.Tensor, proj_t: torch.Tensor, n_rounds: int, slice_rows: int) -> torch.Tensor:
+    """(M, r) bucket of every row in every round; rows (M, D), proj_t (D, r n_b); ``slice_rows`` rows at a time."""
+    n_rows = rows.shape[0]
+    if n_rows <= slice_rows:
+        return (rows.to(proj_t.dtype) @ proj_t).view(n_rows, n_rounds, -1).argmax(dim=2)  # (M, r n_b) -> (M, r)
+    out = torch.empty(n_rows, n_rounds, dtype=torch.long, device=rows.device)
+    for start in range(0, n_rows, slice_rows):
+        part = out[start : start + slice_rows]  # (Ms, r)
+        scores = rows[start : start + slice_rows].to(proj_t.dtype) @ proj_t  # (Ms, D) x (D, r n_b) -> (Ms, r n_b)
+        torch.argmax(scores.view(part.shape[0], n_rounds, -1), dim=2, out=part)
+        del scores  # before the next slice's scores exist
     return out
 
 
 def chunk_index(order: torch.Tensor, per_chunk: int, dtype: torch.dtype) -> torch.Tensor:
-    """(r, M): the chunk that row m falls into in round q, from the sorted order (r, M)."""
-    slot_chunk = (torch.arange(order.shape[1], device=order.device) // per_chunk).to(dtype)  # (M,)
-    out = torch.empty(order.shape, dtype=dtype, device=order.device)
-    return out.scatter_(1, order, slot_chunk.expand_as(order))  # out[q, order[q, s]] = s // per_chunk
+    """(r, M + 1): the chunk that row m falls into in round q, from the sorted order (r, M); column M is 0."""
+    n_rounds, n_rows = order.shape
+    slot_chunk = torch.arange(n_rows, device=order.device).div_(per_chunk, rounding_mode="floor").to(dtype)  # (M,)
+    out = torch.zeros(n_rounds, n_rows + 1, dtype=dtype, device=order.device)
+    return out.scatter_(1, order, slot_chunk.expand(n_rounds, n_rows))  # out[q, order[q, s]] = s // per_chunk
 
 
 @torch.no_grad()
 def draw_rounds(
-    hidden: torch.Tensor,
-    item_emb: torch.Tensor,
-    plan: RecePlan,
-    generator: torch.Generator | None,
-    block_bytes: int,
+    hidden: torch.Tensor, item_emb: torch.Tensor, plan: RecePlan, generator: torch.Generator | None
 ) -> Rounds:
-    """Fresh random vectors (r, n_b, D), shared by positions and items within a round; sort both by bucket."""
+    """Fresh random vectors (r, n_b, D), shared by positions and items within a round; sort both by bucket.
+
+    The vectors are drawn in the inputs' dtype, float32 at least (reduced-precision inputs are bucketed in float32:
+    a bucket is an argmax, and bf16 scores would tie)."""
     shape = (plan.n_rounds, plan.n_buckets, hidden.shape[1])
-    proj = torch.randn(shape, generator=generator, device=hidden.device, dtype=hidden.dtype)
-    block_bytes = min(block_bytes, _BUCKET_BLOCK)  # scores of a slice stay in cache for the argmax
-    pos_order = assign_buckets(hidden, proj, block_bytes).argsort(dim=1, stable=True)  # (r, N)
-    item_order = assign_buckets(item_emb, proj, block_bytes).argsort(dim=1, stable=True)  # (r, C)
-    if plan.n_rounds == 1:  # one round cannot repeat a candidate
-        return Rounds(pos_order, item_order, None, None)
-    pos_chunk = chunk_index(pos_order, plan.pos_per_chunk, plan.chunk_dtype)
-    item_chunk = chunk_index(item_order, plan.items_per_chunk, plan.chunk_dtype)
+    dtype = accumulate_dtype(hidden.dtype)
+    proj = torch.randn(shape, generator=generator, device=hidden.device, dtype=dtype)
+    proj_t = proj.view(-1, shape[2]).T  # (r, n_b, D) -> (D, r n_b)
+    pos_order = assign_buckets(hidden, proj_t, plan.n_rounds, plan.bucket_rows).argsort(dim=0, stable=True).T
+    item_order = assign_buckets(item_emb, proj_t, plan.n_rounds, plan.bucket_rows).argsort(dim=0, stable=True).T
+    pos_chunk = chunk_index(pos_order, plan.pos_per_chunk, plan.chunk_dtype)  # (r, N + 1)
+    item_chunk = chunk_index(item_order, plan.items_per_chunk, plan.chunk_dtype)  # (r, C + 1)
     return Rounds(pos_order, item_order, pos_chunk, item_chunk)
 
 
-_PACK = 0x0102040810204080  # eight 0/1 bytes times this: the eight flags land in the top byte, flag i as bit i
-_SPREAD = 0x0101010101010101  # a byte times this: the byte copied into all eight
-_BIT_OF_BYTE = 0x8040201008040201 - (1 << 64)  # byte i keeps bit i (the constant as a signed int64)
-_ROUND_UP = 0x7F7F7F7F7F7F7F7F  # byte + 0x7F has its top bit set iff the byte is nonzero; no carries
+@dataclass(frozen=True)
+class Slots:
+    """Per round, the ids in slot order: positions (pad id N) with n_ec pad chunks before them and enough after
+    for the last window, items (pad id C) padded to n_c chunks. Item chunk c is scored against position slots
+    c P .. c P + V: position chunks c - n_ec .. c + n_ec."""
+
+    pos: torch.Tensor  # (r, (n_c + 2 n_ec) P) long
+    items: torch.Tensor  # (r, n_c I) long
 
 
-def pack_flags(flags: torch.Tensor) -> torch.Tensor:
-    """Contiguous uint8 0/1 flags (8 n,) as uint8 (n,): flag 8 k + i is bit i of byte k (little-endian)."""
-    words = flags.view(torch.int64)  # (n,): eight flags per word, one per byte
-    return words.mul(_PACK).bitwise_right_shift_(56).bitwise_and_(0xFF).to(torch.uint8)
+def make_slots(rounds: Rounds, plan: RecePlan) -> Slots:
+    lead = plan.n_extra * plan.pos_per_chunk
+    pos_tail = plan.pos_slots - lead - plan.n_positions
+    pos = F.pad(rounds.pos_order, (lead, pos_tail), value=plan.n_positions)  # (r, N) -> (r, (n_c + 2 n_ec) P)
+    items = F.pad(rounds.item_order, (0, plan.item_slots - plan.num_items), value=plan.num_items)  # (r, n_c I)
+    return Slots(pos, items)
+
+
+def item_table(item_emb: torch.Tensor) -> torch.Tensor:
+    """(C + 1, D + k): rows [e_j, 0, 1 ...] and a pad row [0, pad logit, 1 ...] (see ``_extra_columns``)."""
+    dim, extra = item_emb.shape[1], _extra_columns(item_emb.dtype)
+    table = F.pad(item_emb, (0, extra, 0, 1))  # (C, D) -> (C + 1, D + k), zeros added
+    table[:, dim + 1 :].fill_(1.0)
+    table[-1, dim].fill_(_pad_logit(item_emb.dtype))
+    return table
+
+
+def forward_rows(hidden: torch.Tensor) -> torch.Tensor:
+    """(N + 1, D + k): rows [h_t, 1, 0 ...] and a zero pad row; against ``item_table`` a pad item scores the pad
+    logit, a pad position 0."""
+    extra = _extra_columns(hidden.dtype)
+    return F.pad(F.pad(hidden, (0, 1), value=1.0), (0, extra - 1, 0, 1))  # (N, D) -> (N + 1, D + k)
+
+
+def backward_rows(hidden: torch.Tensor, log_partition: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(N + 1, 2 D + k): rows [h_t, 1, -log Z_t (rounded, remainder), scale_t h_t] and a zero pad row. Against
+    ``item_table`` the first D + k columns give s_tj - log Z_t, whose exponential is the softmax weight; the last
+    D carry each row's share of the item-side gradient."""
+    dtype = hidden.dtype
+    shift = log_partition.to(dtype)  # (N,)
+    parts = [F.pad(hidden, (0, 1), value=1.0), shift.neg().unsqueeze(1)]  # (N, D + 1), (N, 1)
+    if _extra_columns(dtype) == 3:
+        parts.append((log_partition - shift.to(log_partition.dtype)).to(dtype).neg_().unsqueeze(1))  # remainder
+    parts.append(hidden * scale.to(dtype).unsqueeze(1))  # (N, D) * (N, 1)
+    return F.pad(torch.cat(parts, dim=1), (0, 0, 0, 1))  # (N + 1, 2 D + k)
+
+
+def scored_before(
+    plan: RecePlan, rounds: Rounds, q: int, item_ids: torch.Tensor, pos_ids: torch.Tensor
+) -> torch.Tensor:
+    """(G, I, V) bool, True where a round q' < q scored pair (item slot, window slot) of a round-q group, that
+    is |chunk_q'(j) - chunk_q'(t)| <= n_ec for some q' < q. ``item_ids`` (G I,) and ``pos_ids`` ((G + 2 n_ec) P,)
+    are the group's.
+
+    All q earlier rounds at once: their gaps form one (q, G, I, V) integer tensor (``chunk_bytes`` counts it).
+    The chunk indices are gathered for all r rounds (a few bytes per id) and the first q viewed.
+    """
+    i_size, p_size, width = plan.items_per_chunk, plan.pos_per_chunk, plan.width
+    n_group, n_items, n_pos = item_ids.shape[0] // i_size, item_ids.shape[0], pos_ids.shape[0]
+    item_chunk = rounds.item_chunk.index_select(1, item_ids)  # (r, G I)
+    item_chunk = item_chunk.as_strided((q, n_group, i_size, 1), (n_items, i_size, 1, 0))  # (q, G, I, 1) view
+    pos_chunk = rounds.pos_chunk.index_select(1, pos_ids)  # (r, (G + 2 n_ec) P)
+    window = pos_chunk.as_strided((q, n_group, 1, width), (n_pos, p_size, 0, 1))  # (q, G, 1, V) view
+    gap = torch.sub(item_chunk, window).abs_()  # (q, G, I, V)
+    closest = gap.amin(dim=0)  # (G, I, V)
+    del gap  # the largest tensor of the call at a GPU's block: gone before the flags are made
+    return closest.le(plan.n_extra)
+
+
+def positive_in_windows(plan: RecePlan, rounds: Rounds, targets: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: whether some round's window held the position's positive."""
+    target_chunk = rounds.item_chunk.index_select(1, targets)  # (r, N)
+    gap = torch.sub(target_chunk, rounds.pos_chunk[:, : plan.n_positions]).abs_()  # (r, N)
+    return gap.amin(dim=0).le(plan.n_extra)
+
+
+def _bit_shifts(device: torch.device) -> torch.Tensor:
+    return torch.arange(8, dtype=torch.uint8, device=device)
+
+
+def pack_flags(flags: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Contiguous bool or uint8 0/1 flags (n,) (any shape) as uint8 (ceil(n / 8),): flag 8 k + i is bit i of
+    byte k; the last byte's unused bits are 0."""
+    flat = flags.view(-1)
+    if flat.shape[0] % 8:
+        flat = F.pad(flat, (0, 8 - flat.shape[0] % 8))
+    shifts = _bit_shifts(flags.device) if shifts is None else shifts
+    return flat.view(-1, 8).bitwise_left_shift(shifts).sum(dim=1, dtype=torch.uint8)  # (n / 8, 8) -> (n / 8,)
+
+
+def _bit_masks(device: torch.device) -> torch.Tensor:
+    """(8,) uint8: 1, 2, 4, ..., 128 (made on the device: no copy from the host)."""
+    return torch.ones(8, dtype=torch.uint8, device=device).bitwise_left_shift_(_bit_shifts(device))
+
+
+def unpack_mask(bits: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """The inverse of pack_flags as a bool mask: uint8 (n,) -> bool (8 n,)."""
+    masks = _bit_masks(bits.device) if masks is None else masks
+    return bits.unsqueeze(1).bitwise_and(masks).ne(0).view(-1)  # (n, 1) & (8,) -> (n, 8) -> (8 n,)
 
 
 def unpack_flags(bits: torch.Tensor) -> torch.Tensor:
     """The inverse of pack_flags: uint8 (n,) -> uint8 0/1 (8 n,)."""
-    words = bits.to(torch.int64).mul_(_SPREAD).bitwise_and_(_BIT_OF_BYTE)  # byte i of word k: bit i of bits[k]
-    words.add_(_ROUND_UP).bitwise_right_shift_(7).bitwise_and_(_SPREAD)  # each byte -> 0 or 1
-    return words.view(torch.uint8)
-
-
-@dataclass(frozen=True)
-class RoundSlots:
-    """Round q in slots: positions in sorted order padded to n_c P; items in sorted order with n_ec pad chunks
-    before and enough after for the last window (pad slots hold id 0 and are masked by slot index); and, per
-    position slot, the item slot of that position's positive."""
-
-    q: int
-    pos: torch.Tensor  # (n_c P,) long
-    items: torch.Tensor  # ((n_c + 2 n_ec) I,) long
-    target_slot: torch.Tensor  # (n_c P,) long
-
-
-def round_slots(rounds: Rounds, plan: RecePlan, targets: torch.Tensor, q: int) -> RoundSlots:
-    device = targets.device
-    pos = torch.zeros(plan.n_chunks * plan.pos_per_chunk, dtype=torch.long, device=device)
-    pos[: plan.n_positions] = rounds.pos_order[q]
-    lead = plan.n_extra * plan.items_per_chunk
-    items = torch.zeros((plan.n_chunks + 2 * plan.n_extra) * plan.items_per_chunk, dtype=torch.long, device=device)
-    items[lead : lead + plan.num_items] = rounds.item_order[q]
-    slot_of_item = torch.empty(plan.num_items, dtype=torch.long, device=device)
-    slot_of_item.scatter_(0, rounds.item_order[q], torch.arange(lead, lead + plan.num_items, device=device))
-    return RoundSlots(q, pos, items, slot_of_item.index_select(0, targets.index_select(0, pos)))
+    return unpack_mask(bits).view(torch.uint8)
 
 
 @dataclass(frozen=True)
 class Group:
-    """One streamed group of G position chunks of a round, scored against its span of G + 2 n_ec item chunks.
+    """One streamed group of round q: item chunks ``chunks``, their ids, and the position slots they see."""
 
-    Logits are (G, P, W): [g, p, w] scores position p of chunk c = start + g against the w-th item of its
-    window, span rows g I .. (g + 1 + 2 n_ec) I. The windows are an overlapping strided view of the span, so
-    every item is gathered once per group and one bmm scores the whole group.
+    q: int
+    chunks: range
+    item_ids: torch.Tensor  # (G I,) long
+    pos_ids: torch.Tensor  # ((G + 2 n_ec) P,) long
 
-    The logits come unmasked, with the masks beside them: callers zero the masked pairs after the exponential.
-    Masking to -inf first would be as exact but slow: the CPU exp kernels leave their vectorised path for
-    inputs far below zero (measured 15x slower on -inf), and bool masks are slow to build and apply where
-    integer arithmetic and a product by 0/1 bytes are not. Every masked pair but a pad slot (the positive, and
-    pairs of an earlier round) is in the position's partition, so a masked logit may set the row's shift.
+
+def round_groups(plan: RecePlan, slots: Slots) -> list[Group]:
+    """Every streamed group of every round, in order."""
+    out = []
+    for q, (pos, items) in enumerate(zip(slots.pos.unbind(0), slots.items.unbind(0), strict=True)):
+        for chunks in plan.groups(q):
+            item_ids = _part(items, chunks.start * plan.items_per_chunk, chunks.stop * plan.items_per_chunk)
+            pos_ids = _part(
+                pos, chunks.start * plan.pos_per_chunk, (chunks.stop + 2 * plan.n_extra) * plan.pos_per_chunk
+            )
+            out.append(Group(q, chunks, item_ids, pos_ids))
+    return out
+
+
+def _part(ids: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """ids[start:stop], or ids itself when that is all of it (no op dispatched)."""
+    return ids if (start, stop) == (0, ids.shape[0]) else ids[start:stop]
+
+
+def window_logits(
+    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(G, I, V) logits of the group's items against their position windows, the gathered item rows
+    (G, I, D + k) and position rows ((G + 2 n_ec) P, .). ``items`` is ``item_table``; ``rows`` is ``forward_rows``
+    or ``backward_rows``, whose first D + k columns enter the product (the position windows are an overlapping
+    strided view of the gathered rows: no copy)."""
+    i_size, p_size, width = plan.items_per_chunk, plan.pos_per_chunk, plan.width
+    n_group, cols = len(group.chunks), items.shape[1]
+    span = items.index_select(0, group.item_ids).view(n_group, i_size, cols)  # (G I, D + k) -> (G, I, D + k)
+    pos = rows.index_select(0, group.pos_ids)  # ((G + 2 n_ec) P, D + k or 2 D + k)
+    row = pos.shape[1]
+    windows = pos.as_strided((n_group, cols, width), (p_size * row, 1, row))  # (G, D + k, V), a view
+    return torch.bmm(span, windows), span, pos  # (G, I, D + k) x (G, D + k, V) -> (G, I, V)
+
+
+def group_log_sums(
+    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, seen: torch.Tensor | None, out: torch.Tensor
+) -> None:
+    """out (G, 1, V) <- for each window column (one position slot against one item chunk of the group): the log
+    of the sum of exp over its pairs not ``seen`` in an earlier round ((G, I, V) bool, None: none), -inf for
+    none.
+
+    The shift is the column's maximum, so no exponential overflows whatever the logits. A masked pair (scored in
+    an earlier round) may set it: it is in the position's partition, so what it pushes below the float range is
+    negligible there. A pad item never does, its logit being far below (``_pad_logit``), unless a whole chunk is
+    pad slots; then the maximum is clamped so that those slots still add 0.
     """
-
-    logits: torch.Tensor  # (G, P, W), unmasked; each row minus its position's shift when that rides in the bmm
-    pos: torch.Tensor  # (G P,) position ids (pad slots hold 0)
-    pos_hidden: torch.Tensor  # (G, P, D), or (G, P, D + 1) with minus the shift when it rides in the bmm
-    span: torch.Tensor  # ((G + 2 n_ec) I,) item ids (pad slots hold 0)
-    span_emb: torch.Tensor  # (G + 2 n_ec, I, D), or (..., D + 1) with a column of ones when the shift rides
-    positive: torch.Tensor  # (K,) flat indices into logits of the positives inside their windows
-    pad: torch.Tensor | None  # (G, 1, W) bool view, pad item slots; None when the group has none
-    keep: torch.Tensor | None  # (G, P, W) uint8, 0 where scored in an earlier round, else 1; None in round 0
-
-    @property
-    def windows(self) -> torch.Tensor:
-        return window_view(self.span_emb, self.logits.shape[0], self.logits.shape[2])
-
-    def zero_pad_rows_(self, values: torch.Tensor, first_row: int, n_positions: int) -> torch.Tensor:
-        """Zero the rows of position pad slots (sorted slots >= N; they repeat position 0's id)."""
-        real = n_positions - first_row
-        if real < self.pos.numel():
-            values.view(self.pos.numel(), -1)[max(real, 0) :] = 0.0
-        return values
-
-    def zero_masked_(self, values: torch.Tensor) -> torch.Tensor:
-        """Zero every masked pair of ``values`` (G, P, W) in place (after exp: a masked pair adds nothing)."""
-        values.view(-1).index_fill_(0, self.positive, 0.0)
-        if self.pad is not None:
-            values.masked_fill_(self.pad, 0.0)
-        if self.keep is not None:
-            values.mul_(self.keep)
-        return values
+    logits, _, _ = window_logits(items, rows, group, plan)
+    top = logits.amax(dim=1, keepdim=True)  # (G, 1, V)
+    if plan.has_empty_item_chunks:
+        top.clamp_(min=_pad_logit(logits.dtype) / 2)
+    logits.sub_(top).exp_()
+    if seen is not None:
+        logits.masked_fill_(seen, 0.0)  # not a product by the flags: a CPU would copy them to floats first
+    total = logits.sum(dim=1, keepdim=True, dtype=out.dtype)  # (G, I, V) -> (G, 1, V)
+    torch.add(total.log_(), top.to(out.dtype), out=out)
 
 
-def window_view(span_emb: torch.Tensor, n_group: int, width: int) -> torch.Tensor:
-    """(G, W, D), a view of the span (G + 2 n_ec, I, D): window g is span rows g I .. g I + W."""
-    i_size, dim = span_emb.shape[1:]
-    return span_emb.view(-1, dim).as_strided((n_group, width, dim), (i_size * dim, dim, 1))
+@dataclass(frozen=True)
+class Grads:
+    """The backward's buffers, in the accumulate dtype: per position slot (pad row N), sum_j p_tj times the item
+    row [e_j, ...]; per item (pad row C), sum_t p_tj scale_t h_t; and ``norm``, by which the item side's rows were
+    divided in reduced precision (None: not scaled)."""
+
+    rows: torch.Tensor  # (N + 1, D + k)
+    items: torch.Tensor  # (C + 1, D)
+    norm: torch.Tensor | None  # () or None
+
+    def item_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.to(self.items.dtype)
+        return grad if self.norm is None else grad.mul_(self.norm)
 
 
-def with_column(rows: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
-    """(M, D) and (M,) -> (M, D + 1) contiguous."""
-    return torch.cat([rows, column[:, None].to(rows.dtype)], dim=1)
+def group_backward(
+    items: torch.Tensor, rows: torch.Tensor, group: Group, plan: RecePlan, seen: torch.Tensor | None, grads: Grads
+) -> None:
+    """Add one group's share of the gradients: the softmax weights come straight out of the product (the rows
+    carry -log Z_t), then one bmm for the items and one for the positions, whose overlapping windows index_add_
+    sums into their slots."""
+    probs, span, pos = window_logits(items, rows, group, plan)
+    probs.exp_()  # (G, I, V): p_tj
+    if seen is not None:
+        probs.masked_fill_(seen, 0.0)
+    n_group, cols, dim, row = len(group.chunks), span.shape[2], grads.items.shape[1], pos.shape[1]
+    scaled = pos.as_strided((n_group, plan.width, dim), (plan.pos_per_chunk * row, row, 1), cols)  # (G, V, D) view
+    grad_span = torch.bmm(probs, scaled)  # (G, I, V) x (G, V, D) -> (G, I, D)
+    grads.items.index_add_(0, group.item_ids, grads.item_rows(grad_span.view(-1, dim)))  # (G I, D) at item ids
+    grad_windows = torch.bmm(probs.transpose(1, 2), span)  # (G, V, I) x (G, I, D + k) -> (G, V, D + k)
+    window_ids = group.pos_ids.unfold(0, plan.width, plan.pos_per_chunk).reshape(-1)  # (G, V) -> (G V,)
+    grads.rows.index_add_(0, window_ids, grad_windows.view(-1, cols).to(grads.rows.dtype))  # (G V, D + k)
 
 
-def group_logits(
-    hidden_aug: torch.Tensor,
-    items_aug: torch.Tensor,
-    plan: RecePlan,
-    rounds: Rounds,
-    slots: RoundSlots,
-    chunks: range,
-    keep_bits: torch.Tensor | None = None,
-) -> tuple[Group, torch.Tensor | None]:
-    """The logits of chunks ``chunks`` of round q and their masks: pad items, each position's positive, and
-    (q > 0) pairs already scored in an earlier round. ``hidden_aug`` and ``items_aug`` are the plain (N, D) and
-    (C, D) tensors, or (see ``_inputs``) the hidden states with minus a per-position shift appended and the item
-    embeddings with a column of ones, so that the bmm subtracts the shift with no pass of its own. Returns the group
-    and, for q > 0, the keep flags (flat uint8 0/1, padded to a multiple of 8), recomputed or unpacked from
-    ``keep_bits``."""
-    n_group, p_size, i_size, width = len(chunks), plan.pos_per_chunk, plan.items_per_chunk, plan.window
-    dim = hidden_aug.shape[1]  # D, or D + 1
-    rows = slice(chunks.start * p_size, chunks.stop * p_size)
-    span_slots = slice(chunks.start * i_size, (chunks.stop + 2 * plan.n_extra) * i_size)
-    pos, span = slots.pos[rows], slots.items[span_slots]  # (G P,), ((G + 2 n_ec) I,)
-    pos_hidden = hidden_aug.index_select(0, pos).view(n_group, p_size, dim)  # (G, P, D + 1)
-    span_emb = items_aug.index_select(0, span).view(-1, i_size, dim)  # (G + 2 n_ec, I, D + 1)
-    logits = torch.bmm(pos_hidden, window_view(span_emb, n_group, width).transpose(1, 2))  # -> (G, P, W)
-    # the positive sits at window column (its slot - the window's first slot) when inside the window
-    first_slot = (torch.arange(chunks.start, chunks.stop, device=pos.device) * i_size)[:, None]  # (G, 1)
-    column = slots.target_slot[rows].view(n_group, p_size) - first_slot  # (G, P)
-    inside = ((column >= 0) & (column < width)).view(-1)  # (G P,)
-    positive = (torch.arange(n_group * p_size, device=pos.device) * width + column.view(-1))[inside]  # (K,)
-    pad = None
-    lead = plan.n_extra * i_size
-    if span_slots.start < lead or span_slots.stop > lead + plan.num_items:  # only the edge groups hold pad slots
-        slot = torch.arange(span_slots.start, span_slots.stop, device=pos.device)
-        pad_slot = (slot < lead) | (slot >= lead + plan.num_items)  # ((G + 2 n_ec) I,)
-        pad = pad_slot.as_strided((n_group, 1, width), (i_size, 0, 1))
-    flags = keep = None
-    if slots.q > 0:
-        if keep_bits is None:
-            flags = kept_after_earlier_rounds(plan, rounds, slots.q, pos, span, n_group)
-        else:
-            flags = unpack_flags(keep_bits)
-        keep = flags[: logits.numel()].view(logits.shape)
-    return Group(logits, pos, pos_hidden, span, span_emb, positive, pad, keep), flags
-
-
-def kept_after_earlier_rounds(
-    plan: RecePlan, rounds: Rounds, q: int, pos: torch.Tensor, span: torch.Tensor, n_group: int
+def log_partition_of(
+    plan: RecePlan, rounds: Rounds, sums: torch.Tensor, positive: torch.Tensor, appeared: torch.Tensor
 ) -> torch.Tensor:
-    """Flat uint8 of G P W flags in the group's (G, P, W) layout, padded to a multiple of 8: 0 where pair
-    (t, j) was scored in a round q' < q, that is |chunk_q'(j) - chunk_q'(t)| <= n_ec, else 1.
-
-    Within one round a window never repeats an item, so this counts each pair once without sorting anything.
-    In integers only: |gap| - (n_ec + 1) is negative exactly for a near pair, so the sign bit of the OR of
-    these over the earlier rounds says whether any round had the pair.
-    """
-    assert rounds.pos_chunk is not None and rounds.item_chunk is not None
-    p_size, i_size, width = plan.pos_per_chunk, plan.items_per_chunk, plan.window
-    numel = n_group * p_size * width
-    padded = torch.zeros(-(-numel // 8) * 8, dtype=plan.chunk_dtype, device=pos.device)
-    any_near = padded[:numel].view(n_group, p_size, width)  # sign bit set: near in some earlier round
-    gap = torch.empty_like(any_near)  # reused by every earlier round
-    for earlier in range(q):
-        pos_chunk = rounds.pos_chunk[earlier].index_select(0, pos).view(n_group, p_size, 1)  # (G, P, 1)
-        item_chunk = rounds.item_chunk[earlier].index_select(0, span)  # ((G + 2 n_ec) I,)
-        window_chunk = item_chunk.as_strided((n_group, 1, width), (i_size, 0, 1))  # (G, 1, W), a view
-        out = any_near if earlier == 0 else gap
-        torch.sub(window_chunk, pos_chunk, out=out).abs_().sub_(plan.n_extra + 1)
-        if earlier > 0:
-            any_near.bitwise_or_(gap)
-    sign = 8 * padded.element_size() - 1
-    return padded.bitwise_right_shift_(sign).add_(1).to(torch.uint8)  # -1 (near) or 0 -> keep 0 or 1
+    """(N,) log Z_t from the window columns ``sums`` (r, n_c + 2 n_ec, 1, V) (item chunk c at row n_ec + c, pad
+    rows -inf): position chunk c met item chunks c - n_ec + k at rows c + k, column offset (2 n_ec - k) P, for
+    k = 0 .. 2 n_ec, a strided view; then the rounds, and exp(s_y) where no window held the positive."""
+    n_rounds, n_rows, _, width = sums.shape
+    p_size, n_extra, n_positions = plan.pos_per_chunk, plan.n_extra, plan.n_positions
+    shape, strides = (n_rounds, plan.n_chunks, 1 + 2 * n_extra, p_size), (n_rows * width, width, width - p_size, 1)
+    per_slot = torch.logsumexp(sums.as_strided(shape, strides, 2 * n_extra * p_size), dim=2)  # (r, n_c, P)
+    per_slot = per_slot.view(n_rounds, -1)  # (r, n_c P) in each round's sorted order
+    if per_slot.shape[1] != n_positions:
+        per_slot = per_slot[:, :n_positions]  # (r, N)
+    per_round = torch.empty_like(per_slot).scatter_(1, rounds.pos_order, per_slot)  # (r, N) by position
+    return torch.logaddexp(torch.logsumexp(per_round, dim=0), positive.masked_fill(appeared, -torch.inf))
 
 
 class _ReceCrossEntropy(torch.autograd.Function):
     """Per-position RECE loss: log(exp(s_y) + sum_{j in U_t, j != y} exp(s_j)) - s_y, with U_t the candidates.
 
-    The forward streams over groups of chunks keeping only the (N,) log-partition and, for rounds after the
-    first, which pairs an earlier round scored, packed to one bit per pair; the backward recomputes each
-    group's logits from the saved orders and adds the positive's gradient into the same buffers.
-
-    With several rounds the shifts ride in the bmm (see group_logits): the forward shifts row t by its
-    positive's logit s_y, which is in the partition, so a candidate far below it is negligible and one far
-    above it (exp overflows) sends the group to an exact max-shifted recomputation; the backward shifts by the
-    log-partition minus log of the incoming gradient, which turns the exponential directly into the gradient
-    of each logit. With one round the forward shifts by each row's maximum and the backward subtracts.
+    The forward streams over groups of item chunks keeping the window columns' log-sums and, for rounds after
+    the first, which pairs an earlier round scored, packed to one bit per pair; the backward recomputes each
+    group's logits with -log Z_t riding in the product, so their exponentials are the softmax weights.
     """
 
     @staticmethod
     def forward(ctx, hidden, item_emb, targets, plan: RecePlan, rounds: Rounds):  # noqa: ANN001
-        positive = positive_logits(hidden, item_emb, targets)  # (N,)
-        hidden_in, items_in = _inputs(hidden, item_emb, -positive, plan)
-        shift = positive if _shift_in_bmm(plan) else None
-        lse = torch.full((plan.n_positions,), -torch.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
-        packed: list[list[torch.Tensor]] = []  # per round after the first, per group
-        for q in range(plan.n_rounds):
-            slots = round_slots(rounds, plan, targets, q)
-            round_lse = torch.empty(plan.n_chunks, plan.pos_per_chunk, dtype=hidden.dtype, device=hidden.device)
-            round_bits = []
-            for chunks in _groups(plan):
-                group, flags = group_logits(hidden_in, items_in, plan, rounds, slots, chunks)
-                round_lse[chunks.start : chunks.stop] = _group_logsumexp(group, shift, chunks.start, plan)
-                if flags is not None:
-                    round_bits.append(pack_flags(flags))
-            if q > 0:
-                packed.append(round_bits)
-            order = rounds.pos_order[q]  # (N,)
-            lse[order] = torch.logaddexp(lse[order], round_lse.view(-1)[: plan.n_positions])  # sorted -> (N,)
-        log_partition = torch.logaddexp(positive, lse)  # the positive's own column joins the candidates
-        ctx.save_for_backward(hidden, item_emb, targets, positive, log_partition)
-        ctx.plan, ctx.rounds, ctx.packed = plan, rounds, packed
+        acc = accumulate_dtype(hidden.dtype)
+        positive = (hidden.to(acc) * item_emb.index_select(0, targets).to(acc)).sum(dim=1)  # (N, D) -> (N,)
+        slots, items, rows = make_slots(rounds, plan), item_table(item_emb), forward_rows(hidden)
+        shape = (plan.n_rounds, plan.n_chunks + 2 * plan.n_extra, 1, plan.width)
+        sums = torch.full(shape, -torch.inf, dtype=acc, device=hidden.device)
+        per_round, shifts, packed = sums.unbind(0), _bit_shifts(hidden.device), []
+        for group in round_groups(plan, slots):
+            seen = None
+            if group.q > 0:
+                seen = scored_before(plan, rounds, group.q, group.item_ids, group.pos_ids)
+                packed.append(pack_flags(seen, shifts))
+            start = plan.n_extra + group.chunks.start
+            group_log_sums(items, rows, group, plan, seen, per_round[group.q][start : start + len(group.chunks)])
+        appeared = positive_in_windows(plan, rounds, targets)  # (N,)
+        log_partition = log_partition_of(plan, rounds, sums, positive, appeared)
+        ctx.save_for_backward(hidden, item_emb, targets, positive, log_partition, appeared)
+        ctx.plan, ctx.rounds, ctx.slots, ctx.items, ctx.packed = plan, rounds, slots, items, packed
         return log_partition - positive
 
     @staticmethod
     def backward(ctx, grad_loss):  # noqa: ANN001
-        hidden, item_emb, targets, positive, log_partition = ctx.saved_tensors
-        plan, rounds, packed = ctx.plan, ctx.rounds, ctx.packed
-        grads = torch.zeros_like(hidden), torch.zeros_like(item_emb)
-        coef = (positive - log_partition).exp_().sub_(1).mul_(grad_loss)  # d loss / d s_pos = softmax_pos - 1
-        add_positive_grad(*grads, hidden, item_emb, targets, coef)
-        # d loss_t / d s_tj = g_t exp(s_tj - log Z_t): with g_t > 0 the factor joins the shift
-        scale = None if bool((grad_loss > 0).all()) else grad_loss
-        shift = log_partition if scale is not None else log_partition - grad_loss.log()
-        hidden_in, items_in = _inputs(hidden, item_emb, -shift, plan)
-        row_shift = None if _shift_in_bmm(plan) else shift  # not in the bmm: subtracted per group
-        for q in range(plan.n_rounds):
-            slots = round_slots(rounds, plan, targets, q)
-            for index, chunks in enumerate(_groups(plan)):
-                bits = packed[q - 1][index] if q > 0 else None  # keep flags of round q
-                group, _ = group_logits(hidden_in, items_in, plan, rounds, slots, chunks, bits)
-                _backward_group(grads, group, plan, chunks, scale, row_shift)
-        return grads[0], grads[1], None, None, None
+        hidden, item_emb, targets, positive, log_partition, appeared = ctx.saved_tensors
+        plan, acc = ctx.plan, log_partition.dtype
+        grad = grad_loss.to(acc)  # (N,)
+        scale, norm = grad, None
+        if hidden.dtype != acc:  # reduced precision: the item side's rows scaled to at most 1 in magnitude
+            norm = grad.abs().amax().clamp_(min=torch.finfo(acc).tiny)
+            scale = grad / norm
+        rows = backward_rows(hidden, log_partition, scale)
+        n, dim, extra = hidden.shape[0], hidden.shape[1], _extra_columns(hidden.dtype)
+        grads = Grads(
+            torch.zeros(n + 1, dim + extra, dtype=acc, device=hidden.device),
+            torch.zeros(item_emb.shape[0] + 1, dim, dtype=acc, device=hidden.device),
+            norm,
+        )
+        masks, packed = _bit_masks(hidden.device), iter(ctx.packed)
+        for group in round_groups(plan, ctx.slots):
+            seen = None
+            if group.q > 0:
+                shape = (len(group.chunks), plan.items_per_chunk, plan.width)
+                seen = _part(unpack_mask(next(packed), masks), 0, math.prod(shape)).view(shape)
+            group_backward(ctx.items, rows, group, plan, seen, grads)
+        grad_hidden, grad_items = finish_grads(
+            grads, hidden, item_emb, targets, positive, log_partition, appeared, grad
+        )
+        return grad_hidden, grad_items, None, None, None
 
 
-def _backward_group(
-    grads: tuple[torch.Tensor, torch.Tensor],
-    group: Group,
-    plan: RecePlan,
-    chunks: range,
-    scale: torch.Tensor | None,
-    row_shift: torch.Tensor | None,
-) -> None:
-    """Add one group's share of the gradients: d loss / d s_tj = g_t softmax_tj = exp(logit - shift) (times
-    ``scale`` when given), the shift already in the logits unless ``row_shift`` (N,) is given."""
-    grad_hidden, grad_items = grads
-    n_group, i_size, dim = len(chunks), plan.items_per_chunk, grad_hidden.shape[1]
-    if row_shift is not None:
-        group.logits.sub_(row_shift.index_select(0, group.pos).view(n_group, -1, 1))
-    probs = group.zero_masked_(group.logits.exp_())  # (G, P, W); a pad slot's exp may overflow: zeroed here
-    group.zero_pad_rows_(probs, chunks.start * plan.pos_per_chunk, plan.n_positions)
-    if scale is not None:
-        probs.mul_(scale.index_select(0, group.pos).view(n_group, -1, 1))
-    grad_pos = torch.bmm(probs, group.windows[..., :dim])  # (G, P, W) x (G, W, D) -> (G, P, D)
-    grad_span = torch.zeros(*group.span_emb.shape[:2], dim, dtype=probs.dtype, device=probs.device)  # (G+2n, I, D)
-    pos_hidden = group.pos_hidden[..., :dim]  # (G, P, D), a view
-    for k in range(1 + 2 * plan.n_extra):  # windows overlap, so one offset at a time
-        columns = probs[:, :, k * i_size : (k + 1) * i_size].transpose(1, 2)  # (G, I, P)
-        grad_span[k : k + n_group].baddbmm_(columns, pos_hidden)  # (G, I, P) x (G, P, D)
-    grad_hidden.index_add_(0, group.pos, grad_pos.view(-1, dim))  # (G P, D) rows at pos
-    grad_items.index_add_(0, group.span, grad_span.view(-1, dim))  # rows at span ids
-
-
-def _group_logsumexp(group: Group, positive: torch.Tensor | None, first_chunk: int, plan: RecePlan) -> torch.Tensor:
-    """(G, P): log sum of exp over the unmasked pairs of each row, -inf for a row with none.
-
-    With ``positive`` given, the logits arrive shifted by the positive's logit; where that overflows (a
-    candidate or a pad slot far above the positive), the group is redone with each row's own maximum as the
-    shift. Without it, the logits are plain and take that route at once.
-    """
-    if positive is None:
-        logits = group.logits
-    else:
-        total = group.zero_masked_(group.logits.exp_()).sum(dim=2)  # (G, P); the logits are consumed
-        real = plan.n_positions - first_chunk * plan.pos_per_chunk  # rows past it are pad slots
-        if bool(torch.isfinite(total.view(-1)[: max(real, 0)]).all()):
-            return total.log_().add_(positive.index_select(0, group.pos).view(total.shape))
-        dim = group.pos_hidden.shape[2] - 1
-        logits = torch.bmm(group.pos_hidden[..., :dim], group.windows[..., :dim].transpose(1, 2))  # unshifted
-    if group.pad is not None:  # a pad slot's logit is no candidate's: keep it out of the row's maximum
-        logits.masked_fill_(group.pad, -torch.inf)
-    top = logits.amax(dim=2, keepdim=True).clamp_(min=torch.finfo(logits.dtype).min)  # finite (G, P, 1)
-    total = group.zero_masked_(logits.sub_(top).exp_()).sum(dim=2)  # (G, P)
-    return total.log_().add_(top.squeeze(2))
-
-
-def _shift_in_bmm(plan: RecePlan) -> bool:
-    return plan.n_rounds > 1
-
-
-def _inputs(
-    hidden: torch.Tensor, item_emb: torch.Tensor, column: torch.Tensor, plan: RecePlan
+def finish_grads(
+    grads: Grads,
+    hidden: torch.Tensor,
+    item_emb: torch.Tensor,
+    targets: torch.Tensor,
+    positive: torch.Tensor,
+    log_partition: torch.Tensor,
+    appeared: torch.Tensor,
+    grad: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bmm inputs: with several rounds, hidden with ``column`` (N,) appended and the items with ones, so
-    every logit comes out plus the column; with one round, the plain tensors (the (C, D + 1) copy would cost
-    about what it saves, and one more item table at C = 1e6 is 260 MB of peak)."""
-    if not _shift_in_bmm(plan):
-        return hidden, item_emb
-    ones = torch.ones(item_emb.shape[0], dtype=item_emb.dtype, device=item_emb.device)
-    return with_column(hidden, column), with_column(item_emb, ones)
-
-
-def _groups(plan: RecePlan) -> list[range]:
-    return [
-        range(c, min(c + plan.chunks_per_group, plan.n_chunks)) for c in range(0, plan.n_chunks, plan.chunks_per_group)
-    ]
+    """The gradients in the inputs' dtypes: the streamed sums scaled by the incoming gradient, plus the positive's
+    share, d loss_t / d s_y = -1 plus its softmax weight where no window held it (a held one got it there)."""
+    n, dim = hidden.shape
+    acc = grad.dtype
+    coef = torch.sub(positive, log_partition).exp_().masked_fill_(appeared, 0.0).sub_(1.0).mul_(grad)  # (N,)
+    grad_hidden = grads.rows[:n, :dim] * grad.unsqueeze(1)  # (N, D) * (N, 1)
+    grad_hidden.addcmul_(coef.unsqueeze(1), item_emb.index_select(0, targets).to(acc))  # (N, 1) * (N, D)
+    grad_items = grads.items[: item_emb.shape[0]]  # (C, D) view
+    grad_items.index_add_(0, targets, coef.unsqueeze(1) * hidden.to(acc))  # (N, D) rows at the targets
+    return grad_hidden.to(hidden.dtype), grad_items.to(item_emb.dtype)
 
 
 @register
 class ReducedCrossEntropy(Loss):
     name = "rece"
-    revision = 2  # streamed groups reworked (one bmm per group, packed flags, shifts in the bmm)
+    revision = 3  # item-major groups, a whole round per group on a GPU's block, no host synchronisation
     description = "RECE: CE over candidates found by random-projection buckets, chunks and neighbouring chunks."
     params = (
         ParamSpec("n_buckets", "int | None", None, "Buckets n_b; None: the n_b* formula on each call's N and C."),
         ParamSpec("buckets_per_chunk", "float", 1.0, "alpha_bc = n_b / n_c (1 in every published config)."),
         ParamSpec("n_extra_chunks", "int", 1, "n_ec: neighbouring item chunks scored on each side."),
         ParamSpec("rounds", "int", 1, "r: rounds of fresh random vectors; candidates are their union."),
-        ParamSpec("block_mib", "float", 32.0, "Working memory of one streamed group of chunks, in MiB."),
+        block_mib_param("one streamed group of item chunks"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the projections (seeding)."),
         ParamSpec("kernel", "str", "auto", KERNEL_HELP),
     )
@@ -499,7 +567,7 @@ class ReducedCrossEntropy(Loss):
         buckets_per_chunk: float = 1.0,
         n_extra_chunks: int = 1,
         rounds: int = 1,
-        block_mib: float = 32.0,
+        block_mib: float | None = None,
         generator: torch.Generator | None = None,
         kernel: str = "auto",
     ) -> None:
@@ -508,15 +576,16 @@ class ReducedCrossEntropy(Loss):
         self.buckets_per_chunk = check_float("buckets_per_chunk", buckets_per_chunk, 0.0, 1e6, low_open=True)
         self.n_extra_chunks = check_int("n_extra_chunks", n_extra_chunks, minimum=0)
         self.rounds = check_int("rounds", rounds, minimum=1)
-        self.block_mib = check_float("block_mib", block_mib, 0.0, 1e6, low_open=True)
+        self.block_mib = check_block_mib(block_mib)
         self.generator = check_generator(generator)
         self.kernel = check_choice("kernel", kernel, KERNEL_CHOICES)
 
-    def plan(self, n_positions: int, elem_bytes: int = 4) -> RecePlan:
+    def plan(
+        self, n_positions: int, elem_bytes: int = 4, dim: int = 64, device: torch.device | str | None = None
+    ) -> RecePlan:
         n_buckets = self.n_buckets or default_n_buckets(
             n_positions, self.num_items, self.n_extra_chunks, self.buckets_per_chunk
         )
-        block_bytes = int(self.block_mib * _MIB)
         return make_plan(
             n_positions,
             self.num_items,
@@ -524,24 +593,37 @@ class ReducedCrossEntropy(Loss):
             self.buckets_per_chunk,
             self.n_extra_chunks,
             self.rounds,
-            block_bytes,
+            block_bytes(self.block_mib, device),
             elem_bytes,
+            dim,
         )
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
     ) -> torch.Tensor:
-        plan = self.plan(hidden.shape[0], hidden.element_size())
-        rounds = draw_rounds(hidden, item_emb, plan, self.generator, int(self.block_mib * _MIB))
+        plan = self.plan(hidden.shape[0], hidden.element_size(), hidden.shape[1], hidden.device)
+        rounds = draw_rounds(hidden, item_emb, plan, self.generator)
         if use_triton(self.name, self.kernel, hidden.device):
             from rece_bench.kernels.rece_window import rece_window_from
 
-            return rece_window_from(hidden, item_emb, targets, plan, rounds).mean()
+            n_positions, num_items = hidden.shape[0], item_emb.shape[0]
+            tables = {"pos_chunk": rounds.pos_chunk[:, :n_positions], "item_chunk": rounds.item_chunk[:, :num_items]}
+            return rece_window_from(hidden, item_emb, targets, plan, replace(rounds, **tables)).mean()  # (r, N), (r, C)
         return _ReceCrossEntropy.apply(hidden, item_emb, targets, plan, rounds).mean()
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
-        plan = self.plan(n_positions, elem_bytes)
-        orders = self.rounds * (n_positions + self.num_items) * (8 + 4)  # orders and chunk indices
-        slots = 4 * 8 * (self.num_items + 2 * plan.window + n_positions)  # padded orders of one round
-        flags = (self.rounds - 1) * plan.n_chunks * plan.pos_per_chunk * plan.window // 8  # packed, for backward
-        return orders + slots + flags + 3 * int(self.block_mib * _MIB) + 6 * n_positions * dim * elem_bytes
+        """Beyond the inputs and their gradients: the orders, chunk indices and slots of every round, the two
+        tables, the window columns' log-sums, the packed flags, then the larger of one streamed group and one
+        bucketing slice, and the accumulate-dtype buffers."""
+        plan = self.plan(n_positions, elem_bytes, dim)
+        n_rounds, num_items, acc = self.rounds, self.num_items, max(4, elem_bytes)
+        index = 2 if plan.chunk_dtype == torch.int16 else 4
+        orders = n_rounds * ((n_positions + num_items) * (16 + index) + (plan.pos_slots + plan.item_slots) * 8)
+        tables = (num_items + 1) * (dim + 4) * elem_bytes + (n_positions + 1) * (2 * dim + 4) * (elem_bytes + acc)
+        sums = n_rounds * (plan.n_chunks + 2 * plan.n_extra) * plan.width * acc
+        flags = (n_rounds - 1) * plan.item_slots * plan.width // 8
+        sizes = (plan.pos_per_chunk, plan.items_per_chunk, plan.n_extra, dim, elem_bytes)
+        group = max(size * chunk_bytes(*sizes, q) for q, size in enumerate(plan.group_chunks))
+        buckets = plan.bucket_rows * n_rounds * plan.n_buckets * acc
+        wider = (num_items + n_positions) * dim * acc if acc > elem_bytes else 0  # float32 gradient buffers
+        return orders + tables + sums + flags + max(group, buckets) + wider + 4 * n_positions * dim * acc

@@ -14,15 +14,18 @@ import math
 import pytest
 import torch
 
+from rece_bench.losses import base as loss_base
 from rece_bench.losses import build_loss
 from rece_bench.losses.rece import (
     default_n_buckets,
     draw_rounds,
-    group_logits,
+    make_slots,
     pack_flags,
-    round_slots,
+    round_groups,
+    scored_before,
     unpack_flags,
 )
+from rece_bench.opcount import count_ops
 from tests.losses.helpers import assert_same, make_problem, value_and_grads
 
 
@@ -151,25 +154,30 @@ def test_flag_packing_round_trips_every_byte_pattern():
     assert torch.equal(unpack_flags(pack_flags(shuffled)), shuffled)
 
 
-def test_keep_flags_match_a_direct_window_check():
-    """The integer sign trick against |chunk(j) - chunk(t)| <= n_ec, for every pair of every group and round."""
+def test_earlier_round_flags_match_a_direct_window_check():
+    """The flags of every (item, position) pair of every group and round against |chunk(j) - chunk(t)| <= n_ec in
+    some earlier round, the chunks read off the sorted orders; pad slots (ids C and N) are left out."""
     hidden, item_emb, targets = make_problem(57, 83, seed=4)
     for n_extra in (0, 2):
         loss = rece(83, 5, n_buckets=7, n_extra_chunks=n_extra, rounds=4, block_mib=1e-3)
-        plan = loss.plan(57, hidden.element_size())
-        rounds = draw_rounds(hidden.detach(), item_emb.detach(), plan, loss.generator, 1 << 20)
-        for q in range(1, plan.n_rounds):
-            slots = round_slots(rounds, plan, targets, q)
-            for start in range(plan.n_chunks):
-                chunks = range(start, start + 1)
-                group, flags = group_logits(hidden.detach(), item_emb.detach(), plan, rounds, slots, chunks)
-                window = group.span.as_strided((plan.window,), (1,))  # one chunk: its window is the span
-                want = torch.ones(plan.pos_per_chunk, plan.window, dtype=torch.uint8)
-                for earlier in range(q):
-                    gap = rounds.item_chunk[earlier][window][None, :] - rounds.pos_chunk[earlier][group.pos][:, None]
-                    want[gap.abs() <= n_extra] = 0
-                assert torch.equal(group.keep[0], want)
-                assert flags.numel() % 8 == 0
+        plan = loss.plan(57, hidden.element_size(), hidden.shape[1])
+        assert plan.group_chunks == (1,) * 4  # one item chunk per group
+        rounds = draw_rounds(hidden.detach(), item_emb.detach(), plan, loss.generator)
+        item_chunk = [order.argsort() // plan.items_per_chunk for order in rounds.item_order]  # (C,) per round
+        pos_chunk = [order.argsort() // plan.pos_per_chunk for order in rounds.pos_order]  # (N,) per round
+        for group in round_groups(plan, make_slots(rounds, plan)):
+            if group.q == 0:
+                continue
+            seen = scored_before(plan, rounds, group.q, group.item_ids, group.pos_ids)[0]  # (I, V)
+            window = group.pos_ids[: plan.width]  # one chunk: its window is all the group's position slots
+            real = (group.item_ids < 83)[:, None] & (window < 57)[None, :]  # (I, V)
+            scored = torch.zeros(plan.items_per_chunk, plan.width, dtype=torch.bool)
+            for earlier in range(group.q):
+                items = item_chunk[earlier][group.item_ids.clamp(max=82)]  # (I,)
+                positions = pos_chunk[earlier][window.clamp(max=56)]  # (V,)
+                scored |= (items[:, None] - positions[None, :]).abs() <= n_extra
+            assert torch.equal(seen[real], scored[real])
+            assert real.any()
 
 
 def test_rows_with_masked_extremes_stay_exact():
@@ -215,3 +223,72 @@ def test_non_positive_incoming_gradient(upstream, rounds):
     want = torch.autograd.grad(ref * upstream, (hidden, item_emb))
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("n_positions", "num_items", "n_buckets", "rounds"), [(23, 41, 5, 3), (60, 300, 6, 4)])
+def test_bf16_inputs_match_the_float64_value(n_positions, num_items, n_buckets, rounds):
+    """bf16 hidden and item_emb (the float64 reference gets the same rounded values, and the same float32 random
+    vectors: RECE buckets reduced-precision inputs in float32, so the candidates are the reference's).
+
+    Tolerance, with u = 2^-9 bf16's unit roundoff: the products round each logit s to bf16, moving it by up to
+    u |s| (|s| up to about 16 here), so each softmax weight by up to about 3%, with random signs; every sum is
+    float32 and the gradients are cast to bf16 once at the end. Allowed: the value within u relatively (measured
+    3e-4), the gradients within 2^-5 in Frobenius norm (measured 1.4e-2 at most)."""
+    hidden, item_emb, targets = make_problem(n_positions, num_items, dim=16, seed=rounds)
+    h16, e16 = hidden.detach().bfloat16().requires_grad_(), item_emb.detach().bfloat16().requires_grad_()
+    h64, e64 = h16.detach().double().requires_grad_(), e16.detach().double().requires_grad_()
+    loss = rece(num_items, 7, n_buckets=n_buckets, n_extra_chunks=1, rounds=rounds)
+    got = value_and_grads(lambda: loss(h16, e16, targets), h16, e16)
+    want = value_and_grads(
+        lambda: reference_rece(h64, e64, targets, n_buckets, n_buckets, 1, rounds, 7, torch.float32), h64, e64
+    )
+    assert got[0].dtype == torch.float32 and (got[1].dtype, got[2].dtype) == (torch.bfloat16, torch.bfloat16)
+    assert abs(float(got[0]) - float(want[0])) <= 2**-9 * abs(float(want[0]))
+    for grad, want_grad in zip(got[1:], want[1:], strict=True):
+        assert torch.isfinite(grad).all()
+        assert (grad.double() - want_grad).norm() <= 2**-5 * want_grad.norm()
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize("block_mib", [1e-3, 32.0])  # one item chunk per group, or whole rounds
+def test_forward_and_backward_read_nothing_back_and_shape_nothing_by_values(rounds, block_mib):
+    """No .item(), bool() or nonzero, no boolean indexing: on a GPU nothing waits for the device. (The base
+    class's check of the target range is left out: ``compute`` is called directly.)"""
+    hidden, item_emb, targets = make_problem(40, 300, dim=8)
+    loss = rece(300, 0, n_buckets=6, n_extra_chunks=1, rounds=rounds, block_mib=block_mib)
+    _, count = count_ops(lambda: torch.autograd.grad(loss.compute(hidden, item_emb, targets, None), (hidden, item_emb)))
+    assert count.total > 0 and count.data_dependent == 0, dict(count.data_dependent_by_op)
+
+
+@pytest.mark.parametrize(("n_positions", "num_items"), [(64, 500), (200, 3000)])
+def test_a_block_holding_whole_rounds_launches_a_few_dozen_ops_a_round(n_positions, num_items):
+    """With one group per round (a GPU's block), a forward+backward dispatches about 50 ops a round, whatever N
+    and C: the budget that keeps RECE (3, 8) at N 8,192, C 173,511 under 600."""
+    hidden, item_emb, targets = make_problem(n_positions, num_items, dim=8)
+    for rounds in (1, 8):
+        loss = rece(num_items, 0, n_extra_chunks=3, rounds=rounds, block_mib=2048)
+        assert set(loss.plan(n_positions, 8, 8).group_chunks) == {loss.plan(n_positions, 8, 8).n_chunks}
+        _, count = count_ops(
+            lambda loss=loss: torch.autograd.grad(loss.compute(hidden, item_emb, targets, None), (hidden, item_emb))
+        )
+        assert count.total <= 80 + 50 * rounds, count.top(10)
+
+
+def test_block_mib_none_is_the_devices_block_read_at_call_time(monkeypatch):
+    asked = []
+
+    def fake_block(device, budget_bytes=None):
+        asked.append(torch.device(device))
+        return 1 << 10
+
+    hidden, item_emb, targets = make_problem(23, 41)
+    auto = rece(41, 3, n_buckets=5, rounds=2)
+    assert auto.block_mib is None
+    assert auto.plan(23) == rece(41, 3, n_buckets=5, rounds=2, block_mib=32.0).plan(23)  # a CPU's 32 MiB
+    want = rece(41, 3, n_buckets=5, rounds=2, block_mib=1 / 1024)(hidden, item_emb, targets)  # 1 KiB, given
+    monkeypatch.setattr(loss_base, "working_block_bytes", fake_block)
+    rece(41, 3, n_buckets=5, rounds=2, block_mib=1 / 1024)(hidden, item_emb, targets)
+    assert asked == []  # an explicit block_mib wins
+    assert torch.equal(auto(hidden, item_emb, targets), want)
+    assert asked and set(asked) == {hidden.device}
+    assert auto.plan(23, 8, 6, hidden.device).group_chunks == (1, 1)  # 1 KiB: one item chunk per group
