@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rece_bench.budget.choice import NothingFits
-from rece_bench.budget.fit import catalogue_size, nothing_fits_result, train_within_budget
+from rece_bench.budget.fit import nothing_fits_result, train_within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
+from rece_bench.budget.plan import catalogue_size
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import FINAL_STATUSES, RunResult, ensure_results_root, read_results, write_result

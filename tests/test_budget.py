@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from rece_bench.budget.choice import NothingFits, Probe, choose
-from rece_bench.budget.fit import train_within_budget, within_budget
+from rece_bench.budget.fit import train_within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, read_grid
 from rece_bench.budget.probe import Prober
 from rece_bench.budget.sizes import format_size, parse_size
 from rece_bench.cli import app
 from rece_bench.errors import UserError
 from rece_bench.losses import LOSSES
-from rece_bench.results import RunResult, read_results, write_result
+from rece_bench.results import RunResult, read_results, within_budget, write_result
 
 runner = CliRunner()
 
