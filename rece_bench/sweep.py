@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from rece_bench.budget.choice import NothingFits
 from rece_bench.budget.fit import nothing_fits_result, train_within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
-from rece_bench.budget.plan import catalogue_size
+from rece_bench.budget.plan import Budget, catalogue_size
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import FINAL_STATUSES, RunResult, ensure_results_root, read_results, write_result
@@ -169,7 +169,6 @@ class SweepSummary:
 
 
 Trainer = Callable[..., RunResult]  # called as train.train_run is, ``data`` included
-ProbeFor = Callable[[TrainConfig], Callable]
 
 
 class Engine(Protocol):
@@ -182,7 +181,7 @@ class Engine(Protocol):
 
     def run(
         self, todo: Sequence[Job], config: SweepConfig, data_root: Path, results_root: Path, progress: SweepProgress,
-        trainer: Trainer | None = None, probe_for: ProbeFor | None = None,
+        trainer: Trainer | None = None,
     ) -> list[tuple[Job, RunResult]]: ...  # fmt: skip
 
 
@@ -192,11 +191,11 @@ class LocalEngine:
     def ready(self, config: SweepConfig) -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()
 
-    def run(self, todo, config, data_root, results_root, progress, trainer=None, probe_for=None):
+    def run(self, todo, config, data_root, results_root, progress, trainer=None):
         runs = []
         for job in todo:
             progress.job_started(job)
-            runs.append((job, run_job(job, config, data_root, results_root, progress, trainer, probe_for)))
+            runs.append((job, run_job(job, config, data_root, results_root, progress, trainer)))
             progress.job_done(*runs[-1])
         return runs
 
@@ -207,7 +206,6 @@ def run_sweep(
     results_root: Path,
     progress: SweepProgress | None = None,
     trainer: Trainer | None = None,
-    probe_for: ProbeFor | None = None,
     engine: Engine | None = None,
 ) -> SweepSummary:
     """Run every job of the grid that has no final result yet, on ``engine`` (default: ``LocalEngine``)."""
@@ -220,7 +218,7 @@ def run_sweep(
     engine = engine or LocalEngine()
     with engine.ready(config) if todo else contextlib.nullcontext():
         progress.begin(len(jobs), len(jobs) - len(todo))
-        runs = engine.run(todo, config, data_root, results_root, progress, trainer, probe_for) if todo else []
+        runs = engine.run(todo, config, data_root, results_root, progress, trainer) if todo else []
     return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
 
 
@@ -237,7 +235,6 @@ def run_job(
     results_root: Path,
     progress=None,
     trainer: Trainer | None = None,
-    probe_for: ProbeFor | None = None,
     data=None,
 ) -> RunResult:
     """Train one job (choosing its configuration first under a budget); resume it when a checkpoint is left.
@@ -248,12 +245,11 @@ def run_job(
     resuming = _resuming(trainer, data)
     if job.budget_bytes is None:
         return resuming(train_config, data_root, results_root, progress)
-    probe = probe_for(train_config) if probe_for is not None else None
+    budget = Budget(job.budget_bytes, config.grid)
     try:
         return train_within_budget(
-            train_config, job.budget_bytes, data_root, results_root, progress, grid=config.grid, probe=probe,
-            trainer=once(resuming, data), data=data,
-        ).result  # fmt: skip
+            train_config, budget, data_root, results_root, progress, trainer=once(resuming, data), data=data
+        ).result
     except NothingFits as exc:
         result = nothing_fits_result(train_config, job.budget_bytes, exc)
         write_result(results_root, result)

@@ -81,7 +81,7 @@ class RayEngine:
             Room(ray, self.cpus_per_job, gpus).check()
             yield
 
-    def run(self, todo, config, data_root, results_root, progress, trainer=None, probe_for=None):
+    def run(self, todo, config, data_root, results_root, progress, trainer=None):
         """Run ``todo`` on Ray (inside ``ready``); returns (job, result) pairs as they finish, each result written."""
         import ray
 
@@ -93,7 +93,7 @@ class RayEngine:
         probes = ray.put(cached_probes(results_root, config.base.dataset))
 
         def submit(job: Job):
-            return task.remote(job, config, data, probes, config.base.threads, trainer, probe_for)
+            return task.remote(job, config, data, probes, config.base.threads, trainer)
 
         room = Room(ray, self.cpus_per_job, gpus)
         return hand_out(ray, todo, submit, room, config, results_root, progress, self.retries)
@@ -243,7 +243,7 @@ def _load_data(config: SweepConfig, data_root: Path):
 # ---------------------------------------------------------------- in the worker
 
 
-def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], threads: int, trainer, probe_for):
+def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], threads: int, trainer):
     """One job in a Ray worker: train it in a temporary results root; return its result and the files it wrote."""
     import torch
 
@@ -253,7 +253,7 @@ def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], thre
         root = Path(tmp)
         for relative, text in probes.items():
             atomic_write_text(root / relative, text)
-        result = run_job(job, config, None, root, trainer=trainer, probe_for=probe_for, data=data)
+        result = run_job(job, config, None, root, trainer=trainer, data=data)
         return result, written_files(root, seeded=set(probes))
 
 

@@ -12,13 +12,12 @@ that need them, so that `rece-bench --help` stays fast; none of them imports ``b
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rece_bench.budget.choice import Choice, NothingFits, Probe, choose
-from rece_bench.budget.ladder import Candidate, Ladder
-from rece_bench.budget.plan import catalogue_size, plan_candidates
+from rece_bench.budget.choice import Choice, NothingFits, choose
+from rece_bench.budget.plan import Budget, catalogue_size, plan_candidates
 from rece_bench.budget.probe import Prober
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
@@ -45,21 +44,19 @@ Trainer = Callable[..., RunResult]
 @with_config_threads
 def train_within_budget(
     config: TrainConfig,
-    budget_bytes: int,
+    budget: Budget,
     data_root: Path | None,
     results_root: Path,
     progress=None,
     resume: bool = False,
-    grid: Mapping[str, Ladder] | None = None,
-    probe: Callable[[Candidate], Probe] | None = None,
     trainer: Trainer | None = None,
-    headroom_fraction: float = 0.05,
     data=None,
 ) -> BudgetedRun:
-    """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak.
+    """Choose the preferred candidate of ``config.loss`` that fits ``budget``, train it, check its peak.
 
     ``data``: the run data already loaded (``data.loader.RunData``), for the probes and the default trainer; then
-    ``data_root`` may be None. A given ``trainer`` is called as ``train_run`` is, without ``data``.
+    ``data_root`` may be None. A given ``trainer`` (the sweep's, which trains a configuration once; the CLI's,
+    which may restart) is called as ``train_run`` is, without ``data``.
     """
     from rece_bench.run import compute_of
     from rece_bench.train import train_run
@@ -67,11 +64,11 @@ def train_within_budget(
     ensure_results_root(results_root)
     compute = compute_of(config)  # a bad device fails here, before any probe
     num_items = data.num_items if data is not None else catalogue_size(data_root, config.dataset)
-    candidates = plan_candidates(config.loss, grid, num_items, config.loss_params)
-    probe = probe or Prober(config, data_root, results_root, data=data, budget_bytes=budget_bytes)
-    choice = choose(config.loss, candidates, budget_bytes, probe, headroom_fraction)
-    train_config = choice.candidate.apply(config, budget_bytes)
-    compute.cap_memory(budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
+    candidates = plan_candidates(config.loss, budget.grid, num_items, config.loss_params)
+    probe = Prober(config, data_root, results_root, data=data, budget_bytes=budget.budget_bytes)
+    choice = choose(config.loss, candidates, budget.budget_bytes, probe, budget.headroom_fraction)
+    train_config = choice.candidate.apply(config, budget.budget_bytes)
+    compute.cap_memory(budget.budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
     trainer = trainer or functools.partial(train_run, data=data)
     result = trainer(train_config, data_root, results_root, progress, resume=resume)
     record_choice(results_root, result, choice)

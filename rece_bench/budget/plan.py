@@ -6,10 +6,29 @@ Planning reads only the ladder and the dataset's size; probing (``probe``) measu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
+from rece_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a budgeted run is fitted to: ``budget_bytes``; the ladders to choose from (``grid``: a loss it names
+    replaces its declared ladder); and the share of the budget kept free (a candidate fits when its probed peak is
+    at most ``1 - headroom_fraction`` of the budget)."""
+
+    budget_bytes: int
+    grid: Mapping[str, Ladder] | None = None
+    headroom_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget_bytes, bool) or not isinstance(self.budget_bytes, int) or self.budget_bytes <= 0:
+            raise UserError(f"budget_bytes must be a positive number of bytes, got {self.budget_bytes!r}")
+        if not 0 <= self.headroom_fraction < 1:
+            raise UserError(f"headroom_fraction must be in [0, 1), got {self.headroom_fraction!r}")
 
 
 def catalogue_size(data_root: Path, dataset: str) -> int:
