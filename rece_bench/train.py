@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import torch
 
-from rece_bench import faults
 from rece_bench.checkpoint import (
     CHECKPOINTS_DIR,
     checkpoint_dir,
@@ -92,7 +91,6 @@ def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
         if run.state.first_loss is None:
             run.state.first_loss = value
         meter.step_done()
-        faults.after_step()
         total, steps = total + value, steps + 1
         progress.step(value, meter.current_peak_bytes())
     return total / max(steps, 1)
