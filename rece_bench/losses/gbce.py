@@ -15,7 +15,15 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
-from rece_bench.losses.bce import GENERATOR, N_NEGATIVES, SAMPLED_CUTS, SAMPLED_START, binary_ce, sampled_work_bytes
+from rece_bench.losses.bce import (
+    GENERATOR,
+    N_NEGATIVES,
+    SAMPLED_ABBREVIATIONS,
+    SAMPLED_CUTS,
+    SAMPLED_START,
+    binary_ce,
+    sampled_work_bytes,
+)
 from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.sampling import sample_uniform, scored_with_positive
 
@@ -73,7 +81,7 @@ register_card(
     LossCard(
         name="gbce",
         label="gBCE",
-        abbreviations={"n_negatives": "k"},
+        abbreviations=SAMPLED_ABBREVIATIONS,
         # t keeps the paper's best everywhere (0.75); it does not change memory.
         ladder=Ladder({**SAMPLED_START, "t": 0.75}, SAMPLED_CUTS),
         report_rank=20,
