@@ -18,7 +18,7 @@ from rece_bench.budget.probe import Prober
 from rece_bench.budget.sizes import format_size, parse_size
 from rece_bench.cli import app
 from rece_bench.errors import UserError
-from rece_bench.losses import LOSSES
+from rece_bench.losses.cards import CARDS
 from rece_bench.results import RunResult, read_results, within_budget, write_result
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_format_size_shows_a_budget_as_written():
     assert format_size(1_500_000_000) == "1.5 GB"
 
 
-@pytest.mark.parametrize("loss", sorted(name for name, cls in LOSSES.items() if cls.ladder is not None))
+@pytest.mark.parametrize("loss", sorted(name for name, card in CARDS.items() if card.ladder is not None))
 def test_every_ladder_shrinks_every_knob_monotonically(loss):
     candidates = ladder_for(loss).candidates()
     assert len(candidates) == len({c.label() for c in candidates}) >= 7

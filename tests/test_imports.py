@@ -14,11 +14,6 @@ import rece_bench
 
 ROOT = Path(rece_bench.__file__).parent
 
-# Branch i21b moves Ladder/Candidate out of budget/ladder.py into a leaf data module; until it lands, losses/base.py
-# imports budget.ladder, whose ladder_for looks the loss up in the registry. The coordinator removes this exclusion
-# when merging i21b.
-EXCLUDED_EDGES = {("rece_bench.losses.base", "rece_bench.budget.ladder")}
-
 
 def module_files() -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package's __init__)."""
@@ -59,7 +54,7 @@ def import_graph() -> dict[str, dict[str, int]]:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             for imported in imported_names(node, package, modules):
                 target = owning_module(imported, modules) if imported.startswith("rece_bench") else None
-                if target is not None and target != name and (name, target) not in EXCLUDED_EDGES:
+                if target is not None and target != name:
                     graph[name].setdefault(target, node.lineno)
     return graph
 
