@@ -24,13 +24,13 @@ from typing import Any
 import torch
 
 from rece_bench.config import TrainConfig, check_max_len, positive_int
-from rece_bench.data.loader import TrainBatch, iterate_batches
+from rece_bench.data.loader import TrainBatch, iterate_batches, load_run_data
 from rece_bench.errors import UserError
 from rece_bench.losses.base import check_available
 from rece_bench.memory import PeakMemory
 from rece_bench.run import build_run
+from rece_bench.step import loss_inputs, train_step
 from rece_bench.threads import DEFAULT_THREADS, check_threads, with_config_threads
-from rece_bench.train import load_run_data, loss_inputs, train_step
 
 
 @dataclass(frozen=True)

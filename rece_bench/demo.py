@@ -63,6 +63,7 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
     """Popularity first (for scale), then each loss in ``config.losses`` fitted to ``config.budget_bytes``."""
     from rece_bench.baselines import popularity_run
     from rece_bench.budget.fit import train_within_budget
+    from rece_bench.budget.plan import Budget
     from rece_bench.config import TrainConfig
     from rece_bench.results import ensure_results_root
     from rece_bench.train import train_run
@@ -81,8 +82,9 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
             if config.budget_bytes is None:
                 runs.append(DemoRun(again(train_config, config.data_root, config.results_root, progress)))
                 continue
+            budget = Budget(config.budget_bytes)
             done = train_within_budget(
-                train_config, config.budget_bytes, config.data_root, config.results_root, progress, trainer=again
+                train_config, budget, config.data_root, config.results_root, progress, trainer=again
             )
             runs.append(DemoRun(done.result, done.choice))
     return runs

@@ -1,5 +1,6 @@
-"""The authors' best configurations, for ``run --preset paper``: each loss declares its own (``Loss.paper_presets``:
-dataset kind -> batch size, loss parameters, and the model fields that differ from the paper's SASRec setup).
+"""The authors' best configurations, for ``run --preset paper``: each loss's card declares them
+(``LossCard.paper_presets``: dataset kind -> batch size, loss parameters, and the model fields that differ from the
+paper's SASRec setup).
 
 Every preset starts from the SASRec setup of the paper: d 64, 2 blocks, 1 head, dropout 0.3, maxlen 200, Adam 1e-3
 (REFERENCE sections 1 and 2).
@@ -16,11 +17,11 @@ PAPER_MODEL = {"dim": 64, "n_blocks": 2, "n_heads": 1, "dropout": 0.3, "max_len"
 
 def paper_preset(dataset_kind: str, loss: str) -> dict[str, Any]:
     """TrainConfig fields of the authors' configuration for a dataset kind (the registry name) and a loss."""
-    from rece_bench.losses.base import LOSSES, lookup
+    from rece_bench.losses.cards import CARDS, card_for
 
-    preset = lookup(loss).paper_presets.get(dataset_kind)
+    preset = card_for(loss).paper_presets.get(dataset_kind)
     if preset is None:
-        known = ", ".join(sorted(f"{kind}/{name}" for name, cls in LOSSES.items() for kind in cls.paper_presets))
+        known = ", ".join(sorted(f"{kind}/{name}" for name, card in CARDS.items() for kind in card.paper_presets))
         raise UserError(f"the paper has no configuration for {dataset_kind}/{loss}: drop --preset, or use {known}")
     fields = {**PAPER_MODEL, **{k: v for k, v in preset.items() if k != "loss_params"}}
     return {**fields, "loss_params": dict(preset.get("loss_params", {}))}

@@ -28,11 +28,11 @@ SELECTION = ("valid_ndcg@10", "ndcg@10")  # the first one present picks a config
 DEFAULT_PRECISION = "fp32"
 
 
-def _loss_classes() -> dict:
-    """The registry, read when a report is made (the losses carry their order, labels and the paper's numbers)."""
-    from rece_bench.losses.base import LOSSES
+def _loss_cards() -> dict:
+    """The loss cards, read when a report is made (they carry the losses' order, labels and the paper's numbers)."""
+    from rece_bench.losses.cards import CARDS
 
-    return LOSSES
+    return CARDS
 
 
 # ---------------------------------------------------------------- frames
@@ -54,7 +54,7 @@ def config_label(params: dict[str, Any]) -> str:
     """The knobs a budget or a sweep turns: 'batch 64, n_ec 3, r 8'."""
     shown = {"batch_size": params.get("batch_size")} if "batch_size" in params else {}
     shown |= {k.removeprefix("loss."): v for k, v in sorted(params.items()) if k.startswith("loss.")}
-    from rece_bench.losses.base import abbreviate
+    from rece_bench.losses.cards import abbreviate
 
     return ", ".join(f"{abbreviate(k)} {v}" for k, v in shown.items()) or "-"
 
@@ -141,14 +141,14 @@ def table2(configs: pd.DataFrame, dataset: str, budget_bytes: int | None, losses
 
 
 def _loss_rank() -> Callable[[str], tuple[int, int]]:
-    """Sort key of a loss name: the registered losses by their ``report_rank``, then unknown names, then the
+    """Sort key of a loss name: the registered losses by their card's ``report_rank``, then unknown names, then the
     reference rankings (popularity) last."""
-    classes = _loss_classes()
+    cards = _loss_cards()
 
     def rank(loss: str) -> tuple[int, int]:
         if loss in REFERENCE_LOSSES:
             return (2, 0)
-        return (0, classes[loss].report_rank) if loss in classes else (1, 0)
+        return (0, cards[loss].report_rank) if loss in cards else (1, 0)
 
     return rank
 
@@ -169,16 +169,16 @@ def budgets_of(frame: pd.DataFrame) -> list[int | None]:
 def paper_key(dataset: str) -> str | None:
     """The paper dataset a prepared dataset stands for, by name: 'gowalla', 'kindle-sample' -> 'kindle'."""
     head = dataset.lower().replace("-", "_").split("_")[0]
-    kinds = {kind for cls in _loss_classes().values() for kind in cls.paper_results}
+    kinds = {kind for card in _loss_cards().values() for kind in card.paper_results}
     return head if head in kinds else None
 
 
 def paper_row(dataset: str, loss: str) -> tuple[float, ...] | None:
     """The paper's Table 2 numbers of a loss on the paper dataset a prepared one stands for (None: not published)."""
-    key, classes = paper_key(dataset), _loss_classes()
-    if key is None or loss not in classes:
+    key, cards = paper_key(dataset), _loss_cards()
+    if key is None or loss not in cards:
         return None
-    return classes[loss].paper_results.get(key)
+    return cards[loss].paper_results.get(key)
 
 
 # ---------------------------------------------------------------- sections: what every text format shows

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from rece_bench import __version__
+from rece_bench.budget.sizes import format_size
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
 from rece_bench.lock import RunLock, lock_path
+from rece_bench.memory import format_bytes
 from rece_bench.processes import process_exists, process_start
 
 # failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
@@ -292,3 +294,13 @@ def _earlier(path: Path) -> RunResult | None:
     except DamagedFile as exc:
         log.warning("%s; this run replaces it", exc)
         return None
+
+
+def within_budget(result: RunResult) -> RunResult:
+    """The final check of a budgeted run, made by the trainer before it writes the final result (so the file gets
+    its final status once): an ok run whose measured peak exceeds its budget becomes ``over_budget``."""
+    budget = result.budget_bytes
+    if result.status != "ok" or budget is None or result.peak_bytes is None or result.peak_bytes <= budget:
+        return result
+    message = f"training peak {format_bytes(result.peak_bytes)} is above the budget of {format_size(budget)}"
+    return dataclasses.replace(result, status="over_budget", message=message)

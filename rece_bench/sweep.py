@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rece_bench.budget.choice import NothingFits
-from rece_bench.budget.fit import catalogue_size, nothing_fits_result, train_within_budget
+from rece_bench.budget.fit import nothing_fits_result, train_within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
+from rece_bench.budget.plan import Budget, catalogue_size
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import FINAL_STATUSES, RunResult, ensure_results_root, read_results, write_result
@@ -189,7 +190,6 @@ class SweepSummary:
 
 
 Trainer = Callable[..., RunResult]  # called as train.train_run is, ``data`` included
-ProbeFor = Callable[[TrainConfig], Callable]
 
 
 class Engine(Protocol):
@@ -201,8 +201,7 @@ class Engine(Protocol):
     def ready(self, config: SweepConfig) -> contextlib.AbstractContextManager[object]: ...
 
     def run(
-        self, todo: Sequence[Job], config: SweepConfig, data_root: Path, results_root: Path, progress: SweepProgress,
-        trainer: Trainer | None = None, probe_for: ProbeFor | None = None,
+        self, todo: Sequence[Job], config: SweepConfig, data_root: Path, results_root: Path, progress: SweepProgress
     ) -> list[tuple[Job, RunResult]]: ...  # fmt: skip
 
 
@@ -212,11 +211,11 @@ class LocalEngine:
     def ready(self, config: SweepConfig) -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()
 
-    def run(self, todo, config, data_root, results_root, progress, trainer=None, probe_for=None):
+    def run(self, todo, config, data_root, results_root, progress):
         runs = []
         for job, _ in schedule(todo):  # one after another: each job's wait is over when it starts
             progress.job_started(job)
-            runs.append((job, run_job(job, config, data_root, results_root, progress, trainer, probe_for)))
+            runs.append((job, run_job(job, config, data_root, results_root, progress)))
             progress.job_done(*runs[-1])
         return runs
 
@@ -226,8 +225,6 @@ def run_sweep(
     data_root: Path,
     results_root: Path,
     progress: SweepProgress | None = None,
-    trainer: Trainer | None = None,
-    probe_for: ProbeFor | None = None,
     engine: Engine | None = None,
 ) -> SweepSummary:
     """Run every job of the grid that has no final result yet, on ``engine`` (default: ``LocalEngine``)."""
@@ -240,7 +237,7 @@ def run_sweep(
     engine = engine or LocalEngine()
     with engine.ready(config) if todo else contextlib.nullcontext():
         progress.begin(len(jobs), len(jobs) - len(todo))
-        runs = engine.run(todo, config, data_root, results_root, progress, trainer, probe_for) if todo else []
+        runs = engine.run(todo, config, data_root, results_root, progress) if todo else []
     return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
 
 
@@ -256,8 +253,6 @@ def run_job(
     data_root: Path | None,
     results_root: Path,
     progress=None,
-    trainer: Trainer | None = None,
-    probe_for: ProbeFor | None = None,
     data=None,
 ) -> RunResult:
     """Train one job (choosing its configuration first under a budget); resume it when a checkpoint is left.
@@ -265,15 +260,14 @@ def run_job(
     ``data``: the dataset already loaded (``data.loader.RunData``); then ``data_root`` may be None.
     """
     train_config = job.config(config.base)
-    resuming = _resuming(trainer, data)
+    resuming = _resuming(data)
     if job.budget_bytes is None:
         return resuming(train_config, data_root, results_root, progress)
-    probe = probe_for(train_config) if probe_for is not None else None
+    budget = Budget(job.budget_bytes, config.grid)
     try:
         return train_within_budget(
-            train_config, job.budget_bytes, data_root, results_root, progress, grid=config.grid, probe=probe,
-            trainer=once(resuming, data), data=data,
-        ).result  # fmt: skip
+            train_config, budget, data_root, results_root, progress, trainer=once(resuming, data), data=data
+        ).result
     except NothingFits as exc:
         result = nothing_fits_result(train_config, job.budget_bytes, exc)
         write_result(results_root, result)
@@ -330,16 +324,16 @@ def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data
     return result
 
 
-def _resuming(trainer: Trainer | None, data=None) -> Trainer:
-    """The trainer, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
+def _resuming(data=None) -> Trainer:
+    """``train_run``, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
+    from rece_bench import train as training  # imports torch: here, so that `rece-bench --help` stays fast
     from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.data.loader import dataset_identity
     from rece_bench.run import run_id_of
-    from rece_bench.train import train_run
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
         resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
-        return (trainer or train_run)(config, data_root, results_root, progress, resume=resume, data=data)
+        return training.train_run(config, data_root, results_root, progress, resume=resume, data=data)
 
     return train

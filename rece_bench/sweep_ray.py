@@ -29,7 +29,7 @@ import shutil
 import socket
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,11 @@ class RayEngine:
             raise UserError("--device cuda needs --gpus-per-job above 0 (e.g. 1, or 0.5 for two jobs per GPU)")
         return gpus
 
+    def job_function(self) -> Callable[..., tuple[RunResult, dict[str, str]]]:
+        """What a Ray task runs for one job: ``_train_job``, called as (job, config, data, probes, threads). The
+        tests' engine runs a stand-in for ``train_run`` there."""
+        return _train_job
+
     @contextlib.contextmanager
     def ready(self, config: SweepConfig) -> Iterator[None]:
         """Connected to Ray, with a cluster that can hold a job of ``config``; else a UserError, before any job."""
@@ -84,20 +89,19 @@ class RayEngine:
             Room(ray, self.cpus_per_job, gpus).check()
             yield
 
-    def run(self, todo, config, data_root, results_root, progress, trainer=None, probe_for=None):
+    def run(self, todo, config, data_root, results_root, progress):
         """Run ``todo`` on Ray (inside ``ready``); returns (job, result) pairs as they finish, each result written."""
         import ray
 
         gpus = self.gpus_for(config.base.device)
-        task = ray.remote(_train_job).options(
+        task = ray.remote(self.job_function()).options(
             num_cpus=self.cpus_per_job, num_gpus=gpus, max_retries=self.retries, retry_exceptions=False
         )
         data = ray.put(_load_data(config, data_root))
         probes = ray.put(cached_probes(results_root, config.base.dataset))
 
         def submit(job: Job):
-            twins = twin_files(results_root, job, config)
-            return task.remote(job, config, data, probes, twins, config.base.threads, trainer, probe_for)
+            return task.remote(job, config, data, probes, twin_files(results_root, job, config), config.base.threads)
 
         room = Room(ray, self.cpus_per_job, gpus)
         return hand_out(ray, todo, submit, room, config, results_root, progress, self.retries)
@@ -268,8 +272,7 @@ def _load_data(config: SweepConfig, data_root: Path):
 # ---------------------------------------------------------------- in the worker
 
 
-def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], twins: dict[str, str], threads: int,
-               trainer, probe_for):  # fmt: skip
+def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], twins: dict[str, str], threads: int):
     """One job in a Ray worker: train it in a temporary results root holding the driver's probes and ``twins``
     (``twin_files``); return its result and the files it wrote."""
     import torch
@@ -281,7 +284,7 @@ def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], twin
         seeded = {**probes, **twins}
         for relative, text in seeded.items():
             atomic_write_text(root / relative, text)
-        result = run_job(job, config, None, root, trainer=trainer, probe_for=probe_for, data=data)
+        result = run_job(job, config, None, root, data=data)
         return result, written_files(root, seeded=set(seeded))
 
 

@@ -12,7 +12,6 @@ Shape letters (B, L, D, N, C) as in ``docs/notation.md``.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any, Protocol
 
 import torch
 
-from rece_bench import faults
 from rece_bench.checkpoint import (
     CHECKPOINTS_DIR,
     checkpoint_dir,
@@ -32,20 +30,11 @@ from rece_bench.checkpoint import (
     save_best,
 )
 from rece_bench.config import TrainConfig
-from rece_bench.data.loader import (
-    RunData,
-    TrainBatch,
-    batches_per_epoch,
-    iterate_batches,
-    load_run_data,
-)
-from rece_bench.device import Compute, compute_for
+from rece_bench.data.loader import RunData, batches_per_epoch, iterate_batches, load_run_data
 from rece_bench.errors import UserError
 from rece_bench.evaluate import Chunking, evaluate_model
-from rece_bench.losses import LossBatch
 from rece_bench.memory import Meter, PeakMemory
-from rece_bench.models.sasrec import SASRec
-from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root
+from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, within_budget
 from rece_bench.run import (
     SELECTION_METRIC,
     Run,
@@ -54,6 +43,7 @@ from rece_bench.run import (
     result_of,
     run_id_of,
 )
+from rece_bench.step import Diverged, train_step
 from rece_bench.threads import with_config_threads
 
 log = logging.getLogger(__name__)
@@ -78,10 +68,6 @@ class _Silent:
         pass
 
 
-class Diverged(RuntimeError):
-    """The loss became NaN or inf, or an epoch's mean loss rose far above the untrained model's (see ``fit``)."""
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped the run; ``result`` (status interrupted) is saved and says how to go on."""
 
@@ -97,48 +83,6 @@ class Interrupted(KeyboardInterrupt):
 DIVERGED_LOSS_FACTOR = 10.0
 
 
-def loss_inputs(model: SASRec, batch: TrainBatch, device: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Hidden states of the non-pad positions, their 0-based targets, and what samplers need."""
-    inputs = batch.inputs.to(device)
-    hidden = model(inputs)  # (B, L, D)
-    real = inputs != 0  # (B, L)
-    seq_index = real.nonzero()[:, 0]  # (N,) the row of each non-pad position
-    targets = batch.targets.to(device)[real] - 1  # (B, L) -> (N,), 1-based -> 0-based columns
-    return hidden[real], targets, LossBatch(seq_index=seq_index, seen_items=batch.seen_items.to(device))
-
-
-def train_step(
-    model: SASRec,
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: TrainBatch,
-    compute: Compute | Any,
-    scaler: torch.amp.GradScaler | None = None,
-) -> float:
-    """Forward and loss under the precision's autocast, backward, Adam step; returns the loss value, raising
-    Diverged on NaN or inf.
-
-    ``compute``: a ``device.Compute`` (a bare device means fp32 there). ``scaler``: fp16's gradient scaler: the
-    loss is scaled before backward, the step skipped when a gradient overflowed, and the scale updated.
-    """
-    compute = compute_for(compute)
-    optimizer.zero_grad(set_to_none=True)
-    with compute.autocast():
-        hidden, targets, loss_batch = loss_inputs(model, batch, compute.device)  # (N, D), (N,)
-        loss = loss_fn(hidden, model.item_embeddings(), targets, loss_batch)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise Diverged(f"loss is {value}")
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-        return value
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return value
-
-
 def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
     """One pass over the training users; returns the mean step loss."""
     total, steps = 0.0, 0
@@ -147,7 +91,6 @@ def run_epoch(run: Run, meter: Meter, progress: Progress) -> float:
         if run.state.first_loss is None:
             run.state.first_loss = value
         meter.step_done()
-        faults.after_step()
         total, steps = total + value, steps + 1
         progress.step(value, meter.current_peak_bytes())
     return total / max(steps, 1)
@@ -378,8 +321,6 @@ def _state_memory(state: TrainState) -> dict[str, Any]:
 
 def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) -> RunResult:
     """The final result: test metrics of the best weights for an ok run, then the budget check."""
-    from rece_bench.budget.fit import within_budget
-
     ok = outcome.status == "ok" and run.state.best_epoch > 0
     test_metrics, eval_peak_bytes = _test_best(run) if ok else ({}, None)
     result = result_of(

@@ -9,15 +9,17 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from rece_bench.budget import fit
 from rece_bench.budget.choice import NothingFits, Probe, choose
-from rece_bench.budget.fit import train_within_budget, within_budget
+from rece_bench.budget.fit import train_within_budget
 from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, read_grid
+from rece_bench.budget.plan import Budget
 from rece_bench.budget.probe import Prober
 from rece_bench.budget.sizes import format_size, parse_size
 from rece_bench.cli import app
 from rece_bench.errors import UserError
-from rece_bench.losses import LOSSES
-from rece_bench.results import RunResult, read_results, write_result
+from rece_bench.losses.cards import CARDS
+from rece_bench.results import RunResult, read_results, within_budget, write_result
 
 runner = CliRunner()
 
@@ -60,7 +62,7 @@ def test_format_size_shows_a_budget_as_written():
     assert format_size(1_500_000_000) == "1.5 GB"
 
 
-@pytest.mark.parametrize("loss", sorted(name for name, cls in LOSSES.items() if cls.ladder is not None))
+@pytest.mark.parametrize("loss", sorted(name for name, card in CARDS.items() if card.ladder is not None))
 def test_every_ladder_shrinks_every_knob_monotonically(loss):
     candidates = ladder_for(loss).candidates()
     assert len(candidates) == len({c.label() for c in candidates}) >= 7
@@ -151,8 +153,8 @@ def test_a_training_peak_above_the_budget_is_over_budget_written_once(
 
     statuses, real_write = [], results.write_result
     monkeypatch.setattr(results, "write_result", lambda root, r: statuses.append(r.status) or real_write(root, r))
-    probe = lambda c: Probe(c, 10 * c.batch_size, 0.2)  # noqa: E731
-    done = train_within_budget(tiny_config(loss="ce", epochs=2), 1000, tiny_data_root, tmp_path, probe=probe)
+    monkeypatch.setattr(fit, "Prober", lambda *args, **kwargs: lambda c: Probe(c, 10 * c.batch_size, 0.2))
+    done = train_within_budget(tiny_config(loss="ce", epochs=2), Budget(1000), tiny_data_root, tmp_path)
     assert done.choice.candidate.batch_size == 64  # 640 B probed: the first that fits 950 B
     assert done.result.status == "over_budget" and "above the budget of 1 kB" in done.result.message
     assert statuses == ["running", "running", "running", "over_budget"]  # start, 2 epochs, the final status once
@@ -175,7 +177,7 @@ def test_a_real_budgeted_run_fits_and_caches_its_probes(tiny_data_root, tiny_con
     probe = Prober(config, tiny_data_root, tmp_path)
     largest = probe(ladder["rece"].candidates()[0]).peak_bytes
     budget = largest - 1  # only the smaller candidates fit
-    done = train_within_budget(config, budget, tiny_data_root, tmp_path, grid=ladder, headroom_fraction=0.0)
+    done = train_within_budget(config, Budget(budget, ladder, headroom_fraction=0.0), tiny_data_root, tmp_path)
     assert done.result.status == "ok" and done.result.peak_bytes <= budget
     assert done.choice.candidate.knobs() != ladder["rece"].candidates()[0].knobs()
     assert done.result.params["budget_bytes"] == budget and done.result.budget_bytes == budget

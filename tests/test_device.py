@@ -60,10 +60,14 @@ def test_the_cap_gets_an_indexed_device_and_the_budget_share_of_the_gpu(fake_cud
     assert len(fake_cuda) == 2
 
 
-def test_a_budgeted_run_on_cuda_caps_with_an_indexed_device(fake_cuda, tiny_data_root, tiny_config, tmp_path):
+def test_a_budgeted_run_on_cuda_caps_with_an_indexed_device(
+    fake_cuda, tiny_data_root, tiny_config, tmp_path, monkeypatch
+):
     """`run --budget 2GB --device cuda` crashed here: the cap got torch.device('cuda'), which has no index."""
+    from rece_bench.budget import fit
     from rece_bench.budget.choice import Probe
     from rece_bench.budget.fit import train_within_budget
+    from rece_bench.budget.plan import Budget
     from rece_bench.results import RunResult
 
     def probe(candidate):
@@ -72,8 +76,9 @@ def test_a_budgeted_run_on_cuda_caps_with_an_indexed_device(fake_cuda, tiny_data
     def trainer(config, data_root, results_root, progress=None, resume=False):
         return RunResult("r", config.dataset, config.loss, config.hyperparameters(), 1, config.device, "ok")
 
+    monkeypatch.setattr(fit, "Prober", lambda *args, **kwargs: probe)
     config = tiny_config(device="cuda")
-    done = train_within_budget(config, 2 * 10**9, tiny_data_root, tmp_path, probe=probe, trainer=trainer)
+    done = train_within_budget(config, Budget(2 * 10**9), tiny_data_root, tmp_path, trainer=trainer)
     assert done.result.status == "ok"
     assert fake_cuda == [(2 * 10**9 / (80 * GIB), torch.device("cuda", 1))]
 

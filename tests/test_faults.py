@@ -25,13 +25,23 @@ runner = CliRunner()
 RUN = ["run", "--dataset", "tiny", "--epochs", "2", "--patience", "2", "--batch-size", "32", "--max-len", "12",
        "--dim", "16", "--seed", "7"]  # fmt: skip
 KILLED = -signal.SIGKILL
+# Run in each subprocess before the CLI: every training step is followed by faults.after_step (a step:N spec).
+STEP_FAULT = """
+from rece_bench import faults, train
+step = train.train_step
+def step_then_fault(*args, **kwargs):
+    value = step(*args, **kwargs)
+    faults.after_step()
+    return value
+train.train_step = step_then_fault
+"""
 
 
 def start(data: Path, results: Path, *extra: str, fault: str | None = None) -> subprocess.Popen:
     """``rece-bench run ...`` in a fresh process, one thread, optionally with a fault to die of."""
     env = {key: value for key, value in os.environ.items() if key != "RECE_BENCH_FAULT"}
     env |= {"OMP_NUM_THREADS": "1", "COLUMNS": "160", **({"RECE_BENCH_FAULT": fault} if fault else {})}
-    code = "import sys; from rece_bench.cli import app; sys.argv[0] = 'rece-bench'; app()"
+    code = STEP_FAULT + "import sys; from rece_bench.cli import app; sys.argv[0] = 'rece-bench'; app()"
     args = [*RUN, "--data-dir", str(data), "--results-dir", str(results), *extra]
     return subprocess.Popen(
         [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

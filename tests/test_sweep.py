@@ -30,6 +30,14 @@ def _probe_for(config: TrainConfig):
     return probe
 
 
+@pytest.fixture
+def made_up_probes(monkeypatch):
+    """Probes from the made-up memory model, not measured (``budget.fit`` builds a ``Prober`` per budgeted job)."""
+    from rece_bench.budget import fit
+
+    monkeypatch.setattr(fit, "Prober", lambda config, *args, **kwargs: _probe_for(config))
+
+
 class FakeTrainer:
     """Writes a result like ``train_run``; ``stop_at`` simulates a kill: an interrupted result, a checkpoint left."""
 
@@ -57,6 +65,14 @@ class FakeTrainer:
             last.write_bytes(b"checkpoint")
             raise KeyboardInterrupt
         return result
+
+
+def _sweep(monkeypatch, trainer, *args):
+    """``run_sweep`` with ``trainer`` in place of ``train.train_run``."""
+    from rece_bench import train
+
+    monkeypatch.setattr(train, "train_run", trainer)
+    return run_sweep(*args)
 
 
 def _config(**overrides) -> SweepConfig:
@@ -99,44 +115,44 @@ def test_the_schedule_makes_each_budget_wait_for_the_next_smaller_of_its_loss_an
     assert schedule(grid) == [(job, None) for job in grid]  # grid candidates are distinct: nothing waits
 
 
-def test_a_finished_sweep_runs_nothing_the_second_time(tiny_data_root, tmp_path):
+def test_a_finished_sweep_runs_nothing_the_second_time(tiny_data_root, tmp_path, made_up_probes, monkeypatch):
     trainer = FakeTrainer()
-    first = run_sweep(_config(), tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
+    first = _sweep(monkeypatch, trainer, _config(), tiny_data_root, tmp_path)
     assert (first.planned, first.skipped, len(first.results)) == (8, 0, 8)
     assert {r.status for r in first.results} == {"ok"}
     assert all(r.peak_bytes <= r.budget_bytes for r in first.results)
-    second = run_sweep(_config(), tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
+    second = _sweep(monkeypatch, trainer, _config(), tiny_data_root, tmp_path)
     assert (second.skipped, len(second.results)) == (8, 0) and len(trainer.calls) == 8
 
 
-def test_a_sweep_killed_halfway_runs_only_what_is_missing(tiny_data_root, tmp_path):
+def test_a_sweep_killed_halfway_runs_only_what_is_missing(tiny_data_root, tmp_path, made_up_probes, monkeypatch):
     killed = FakeTrainer(stop_at=3)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(_config(), tiny_data_root, tmp_path, trainer=killed, probe_for=_probe_for)
+        _sweep(monkeypatch, killed, _config(), tiny_data_root, tmp_path)
     assert [r["status"] for r in read_results(tmp_path)].count("ok") == 2
     restarted = FakeTrainer()
-    summary = run_sweep(_config(), tiny_data_root, tmp_path, trainer=restarted, probe_for=_probe_for)
+    summary = _sweep(monkeypatch, restarted, _config(), tiny_data_root, tmp_path)
     assert (summary.skipped, len(summary.results)) == (2, 6)
     assert restarted.calls[0] == (killed.calls[2][0], killed.calls[2][1], True)  # the killed job resumes
     assert not any(resume for _, _, resume in restarted.calls[1:])
     assert len(read_results(tmp_path)) == 8 and {r["status"] for r in read_results(tmp_path)} == {"ok"}
 
 
-def test_more_budgets_later_run_only_the_new_ones(tiny_data_root, tmp_path):
+def test_more_budgets_later_run_only_the_new_ones(tiny_data_root, tmp_path, made_up_probes, monkeypatch):
     trainer = FakeTrainer()
-    run_sweep(_config(budgets_bytes=(100 * MB,)), tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
-    summary = run_sweep(_config(), tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
+    _sweep(monkeypatch, trainer, _config(budgets_bytes=(100 * MB,)), tiny_data_root, tmp_path)
+    summary = _sweep(monkeypatch, trainer, _config(), tiny_data_root, tmp_path)
     assert (summary.skipped, len(summary.results)) == (4, 4)
     assert {r.budget_bytes for r in summary.results} == {300 * MB}
 
 
-def test_a_budget_nothing_fits_is_recorded_once_as_over_budget(tiny_data_root, tmp_path):
+def test_a_budget_nothing_fits_is_recorded_once_as_over_budget(tiny_data_root, tmp_path, made_up_probes, monkeypatch):
     config = _config(budgets_bytes=(1 * MB,), losses=("rece",), seeds=(1,))
     trainer = FakeTrainer()
-    summary = run_sweep(config, tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
+    summary = _sweep(monkeypatch, trainer, config, tiny_data_root, tmp_path)
     [result] = summary.results
     assert result.status == "over_budget" and "nothing fits" in result.message and not trainer.calls
-    again = run_sweep(config, tiny_data_root, tmp_path, trainer=trainer, probe_for=_probe_for)
+    again = _sweep(monkeypatch, trainer, config, tiny_data_root, tmp_path)
     assert again.skipped == 1 and not again.results
 
 

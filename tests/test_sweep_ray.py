@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,37 @@ class Scripted:
 
     def attempts(self) -> list[str]:
         return (self.folder / "attempts.log").read_text().split()
+
+
+def _scripted(engine: RayEngine, trainer: Scripted) -> RayEngine:
+    """``engine`` whose tasks run ``trainer`` in place of ``train_run`` in the workers."""
+    return ScriptedRay(engine.address, engine.cpus_per_job, engine.gpus_per_job, engine.retries, trainer=trainer)
+
+
+@dataclass(frozen=True)
+class ScriptedRay(RayEngine):
+    trainer: Scripted | None = None
+
+    def job_function(self):
+        trainer = self.trainer
+
+        def job(*args):
+            return _train_with(trainer, *args)
+
+        return job
+
+
+def _train_with(trainer: Scripted, *args):
+    """The engine's job in a worker, with ``trainer`` as ``train.train_run`` for its duration (workers are reused)."""
+    from rece_bench import train
+    from rece_bench.sweep_ray import _train_job
+
+    real = train.train_run
+    train.train_run = trainer
+    try:
+        return _train_job(*args)
+    finally:
+        train.train_run = real
 
 
 def _files(root: Path) -> dict[str, dict]:
@@ -199,7 +231,7 @@ def test_cli_bad_engine_options_are_one_line_errors(local_ray, tiny_data_root, t
 
 def test_a_job_whose_worker_dies_is_retried_and_recorded_once(local_ray, tiny_data_root, tmp_path):
     trainer = Scripted(tmp_path, die_once=("ce-16",))
-    summary = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", trainer=trainer, engine=RayEngine())
+    summary = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", engine=_scripted(RayEngine(), trainer))
     assert sorted(trainer.attempts()) == ["bce-32", "ce-16", "ce-16", "ce-32"]
     assert [r.status for r in summary.results] == ["ok"] * 3
     assert len(list((tmp_path / "r" / "runs").glob("*.json"))) == 3
@@ -219,7 +251,7 @@ def _alive_folder(folder: Path) -> bool:
 def test_a_job_that_keeps_failing_is_recorded_failed_and_the_others_finish(local_ray, tiny_data_root, tmp_path):
     trainer = Scripted(tmp_path, raise_=("ce-16",), die=("bce-32",))
     engine = RayEngine(retries=1)
-    summary = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", trainer=trainer, engine=engine)
+    summary = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", engine=_scripted(engine, trainer))
     by_loss = {(r.loss, r.params["batch_size"]): r for r in summary.results}
     assert by_loss["ce", 32].status == "ok"
     assert by_loss["ce", 16].status == "failed"
@@ -228,7 +260,7 @@ def test_a_job_that_keeps_failing_is_recorded_failed_and_the_others_finish(local
     assert "tried 2 times" in by_loss["bce", 32].message
     assert sorted(trainer.attempts()) == ["bce-32", "bce-32", "ce-16", "ce-32"]
     assert sorted(r["status"] for r in read_results(tmp_path / "r")) == ["failed", "failed", "ok"]
-    again = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", trainer=trainer, engine=engine)
+    again = run_sweep(_config(tmp_path), tiny_data_root, tmp_path / "r", engine=_scripted(engine, trainer))
     assert again.skipped == 3 and not again.results  # failed is final: delete the file to run it again
 
 
@@ -247,10 +279,10 @@ def test_ctrl_c_cancels_the_jobs_in_flight_and_a_rerun_runs_only_those(local_ray
     config, results = _config(tmp_path), tmp_path / "r"
     started = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(config, tiny_data_root, results, _StopAfterFirst(), trainer=slow, engine=RayEngine())
+        run_sweep(config, tiny_data_root, results, _StopAfterFirst(), engine=_scripted(RayEngine(), slow))
     assert time.perf_counter() - started < 60  # the slow job in flight was cancelled, not waited for
     assert [(r["loss"], r["params"]["batch_size"]) for r in read_results(results)] == [("ce", 32)]
-    rerun = run_sweep(config, tiny_data_root, results, trainer=Scripted(tmp_path), engine=RayEngine())
+    rerun = run_sweep(config, tiny_data_root, results, engine=_scripted(RayEngine(), Scripted(tmp_path)))
     assert (rerun.skipped, len(rerun.results)) == (1, 2)
 
 

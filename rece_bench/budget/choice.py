@@ -9,11 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rece_bench.budget.ladder import Candidate
 from rece_bench.budget.sizes import format_size
 from rece_bench.errors import UserError
 from rece_bench.memory import format_bytes
+
+if TYPE_CHECKING:  # annotations only: the loss cards (and torch, through the losses) stay out of `--help`
+    from rece_bench.losses.cards import Candidate
 
 
 @dataclass(frozen=True)

@@ -4,33 +4,27 @@ A candidate fits when its probed peak is at most ``1 - headroom_fraction`` (95%)
 process is then capped at the budget (``device.Compute.cap_memory``); a training peak above the budget makes the run
 ``over_budget``. The probes run in the run's precision and with the working block the budget gives a streaming
 loss (``run.working_loss_params``), so they measure what training runs.
+
+The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rece_bench.budget.choice import Choice, NothingFits, Probe, choose
-from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candidates
+from rece_bench.budget.choice import Choice, NothingFits, choose
+from rece_bench.budget.plan import Budget, catalogue_size, plan_candidates
 from rece_bench.budget.probe import Prober
-from rece_bench.budget.sizes import format_size
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
-from rece_bench.memory import format_bytes
 from rece_bench.results import RunResult, ensure_results_root
 from rece_bench.threads import with_config_threads
 
 CHOICES_DIR = "budget"
-
-
-def catalogue_size(data_root: Path, dataset: str) -> int:
-    from rece_bench.data.store import read_meta
-
-    return int(read_meta(Path(data_root), dataset)["num_items"])
 
 
 @dataclass(frozen=True)
@@ -50,21 +44,19 @@ Trainer = Callable[..., RunResult]
 @with_config_threads
 def train_within_budget(
     config: TrainConfig,
-    budget_bytes: int,
+    budget: Budget,
     data_root: Path | None,
     results_root: Path,
     progress=None,
     resume: bool = False,
-    grid: Mapping[str, Ladder] | None = None,
-    probe: Callable[[Candidate], Probe] | None = None,
     trainer: Trainer | None = None,
-    headroom_fraction: float = 0.05,
     data=None,
 ) -> BudgetedRun:
-    """Choose the preferred candidate of ``config.loss`` that fits ``budget_bytes``, train it, check its peak.
+    """Choose the preferred candidate of ``config.loss`` that fits ``budget``, train it, check its peak.
 
     ``data``: the run data already loaded (``data.loader.RunData``), for the probes and the default trainer; then
-    ``data_root`` may be None. A given ``trainer`` is called as ``train_run`` is, without ``data``.
+    ``data_root`` may be None. A given ``trainer`` (the sweep's, which trains a configuration once; the CLI's,
+    which may restart) is called as ``train_run`` is, without ``data``.
     """
     from rece_bench.run import compute_of
     from rece_bench.train import train_run
@@ -72,26 +64,15 @@ def train_within_budget(
     ensure_results_root(results_root)
     compute = compute_of(config)  # a bad device fails here, before any probe
     num_items = data.num_items if data is not None else catalogue_size(data_root, config.dataset)
-    candidates = ladder_for(config.loss, grid).candidates()
-    candidates = usable_candidates(config.loss, candidates, num_items, config.loss_params)
-    probe = probe or Prober(config, data_root, results_root, data=data, budget_bytes=budget_bytes)
-    choice = choose(config.loss, candidates, budget_bytes, probe, headroom_fraction)
-    train_config = choice.candidate.apply(config, budget_bytes)
-    compute.cap_memory(budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
+    candidates = plan_candidates(config.loss, budget.grid, num_items, config.loss_params)
+    probe = Prober(config, data_root, results_root, data=data, budget_bytes=budget.budget_bytes)
+    choice = choose(config.loss, candidates, budget.budget_bytes, probe, budget.headroom_fraction)
+    train_config = choice.candidate.apply(config, budget.budget_bytes)
+    compute.cap_memory(budget.budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
     trainer = trainer or functools.partial(train_run, data=data)
     result = trainer(train_config, data_root, results_root, progress, resume=resume)
     record_choice(results_root, result, choice)
     return BudgetedRun(result, choice)
-
-
-def within_budget(result: RunResult) -> RunResult:
-    """The final check of a budgeted run, made by the trainer before it writes the final result (so the file gets
-    its final status once): an ok run whose measured peak exceeds its budget becomes ``over_budget``."""
-    budget = result.budget_bytes
-    if result.status != "ok" or budget is None or result.peak_bytes is None or result.peak_bytes <= budget:
-        return result
-    message = f"training peak {format_bytes(result.peak_bytes)} is above the budget of {format_size(budget)}"
-    return dataclasses.replace(result, status="over_budget", message=message)
 
 
 def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None:

@@ -8,6 +8,9 @@ more than a training step (the metrics do not change). Probes are cached per (da
 revision, the model's revision, configuration, precision, device, the loss's working block) under
 ``<results>/probes``. A probe runs in the run's precision (autocast as in training) and, for a streaming loss, with
 the working block the budget gives (``run.working_loss_params``), so it measures what training will run.
+
+The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class Prober:
         return probe
 
     def _run_data(self):
-        from rece_bench.train import load_run_data
+        from rece_bench.data.loader import load_run_data
 
         if self._data is None:
             self._data = load_run_data(self.data_root, self.base.dataset, self.base.max_len)
@@ -131,7 +134,7 @@ def measure_peak(
     from rece_bench.evaluate import Chunking, evaluate_model
     from rece_bench.memory import PeakMemory
     from rece_bench.run import build_run, compute_of
-    from rece_bench.train import train_step
+    from rece_bench.step import train_step
 
     compute = compute or compute_of(config)
     compute.cap_memory(None)  # a cap left by an earlier budgeted run in this process must not fail the probe

@@ -197,6 +197,7 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
 
     from rece_bench.budget.fit import train_within_budget
     from rece_bench.budget.ladder import ladder_for, read_grid
+    from rece_bench.budget.plan import Budget
     from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
@@ -212,12 +213,11 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
         try:
             done = train_within_budget(
                 config,
-                budget_bytes,
+                Budget(budget_bytes, ladders),
                 data_root(data_dir),
                 results_root(results_dir),
                 progress,
                 again[0],
-                ladders,
                 trainer=functools.partial(train_run, restart=again[1]),
             )
         except KeyboardInterrupt as exc:

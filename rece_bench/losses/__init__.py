@@ -1,8 +1,9 @@
 """The losses of the benchmark behind one interface: ``loss(hidden (N, D), item_emb (C, D), targets (N,),
 batch=None) -> scalar``. Build one by name with ``build_loss("rece", num_items=C, rounds=8)``.
 
-Every module of this package is imported here, and each loss module registers its class (``@register``), so a new
-loss is one new file: ``rece_bench/losses/<name>.py``.
+Every module of this package is imported here, and each loss module registers its class (``@register``: the
+arithmetic and its own parameters) and, beside it, its card (``register_card(LossCard(...))``: the benchmark's facts,
+``cards.py``), so a new loss is one new file: ``rece_bench/losses/<name>.py``.
 """
 
 import importlib

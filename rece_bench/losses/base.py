@@ -1,9 +1,9 @@
 """The loss interface, the registry and the parameter checks every loss shares.
 
-Each loss class carries its own facts beside its arithmetic: its parameters, its budget ladder (the order in which
-``--budget`` tries configurations), its display label and abbreviations, its row order in the report, the
-authors' published configurations and Table 2 numbers, and what it needs from the prepared data. ``budget``,
-``report``, ``presets`` and ``train`` read them from the registry, so adding a loss touches its own file only.
+A loss class carries its arithmetic and its own parameters only: what a user needs to put it into their own model.
+The benchmark's facts about it (display label, knob abbreviations, budget ladder, report order, the authors'
+configurations and Table 2 numbers) are its card (``cards.LossCard``), registered beside the class in the same
+file; ``budget``, ``report``, ``presets`` and the CLI read the cards, so adding a loss touches its own file only.
 
 Shape letters: see ``docs/notation.md`` (N positions, C items, D width, B sequences, L length, S seen items per
 sequence, K negatives; each loss module names its own further letters there).
@@ -12,16 +12,14 @@ sequence, K negatives; each loss module names its own further letters there).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.device import working_block_bytes
 from rece_bench.errors import UserError
+from rece_bench.losses.cards import card_for
 from rece_bench.losses.precision import accumulate_dtype, autocast_off, compute_dtype
 
 LOSSES: dict[str, type[Loss]] = {}
@@ -73,7 +71,6 @@ def placeholder_data_inputs(cls: type[Loss], num_items: int) -> dict[str, Any]:
 
 
 INTERNAL_PARAMS = ("generator",)  # set by code (seeding), not by a user on the command line
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def register(cls: type[Loss]) -> type[Loss]:
@@ -125,23 +122,15 @@ def describe_losses() -> list[LossInfo]:
             tuple(p for p in cls.params if p.name not in INTERNAL_PARAMS),
             cls.needs_batch,
             cls.data_inputs,
-            cls.label,
+            card_for(cls.name).label,
         )
         for cls in ordered_losses()
     ]
 
 
 def ordered_losses() -> list[type[Loss]]:
-    """The registered loss classes in report order (``report_rank``, then name)."""
-    return sorted(LOSSES.values(), key=lambda cls: (cls.report_rank, cls.name))
-
-
-def abbreviate(param: str, loss: str | None = None) -> str:
-    """The short name of a knob in configuration labels: 'n_extra_chunks' -> 'n_ec', 'batch_size' -> 'batch'."""
-    if param == "batch_size":
-        return "batch"
-    owners = [LOSSES[loss]] if loss in LOSSES else list(LOSSES.values())
-    return next((cls.abbreviations[param] for cls in owners if param in cls.abbreviations), param)
+    """The registered loss classes in report order (their card's ``report_rank``, then name)."""
+    return sorted(LOSSES.values(), key=lambda cls: (card_for(cls.name).report_rank, cls.name))
 
 
 class Loss(torch.nn.Module):
@@ -151,17 +140,9 @@ class Loss(torch.nn.Module):
     description: ClassVar[str] = ""
     params: ClassVar[tuple[ParamSpec, ...]] = ()
     needs_batch: ClassVar[bool] = False
-    # Bump when the implementation's memory or speed changes: cached budget probes carry it and are redone.
+    # The version of this implementation: bump it when its memory or speed changes, in the same change as the
+    # arithmetic; cached budget probes carry it and are redone.
     revision: ClassVar[int] = 1
-    label: ClassVar[str] = ""  # how tables and plots name the loss ("RECE", "CE-"); empty: its name
-    abbreviations: ClassVar[Mapping[str, str]] = _EMPTY  # parameter -> short name in configuration labels
-    ladder: ClassVar[Ladder | None] = None  # the candidates ``--budget`` tries, most preferred first
-    report_rank: ClassVar[int] = 100  # row order in Table 2 and listings (the paper's order first)
-    # dataset kind -> TrainConfig fields of the authors' published configuration (batch_size, loss_params, and
-    # model fields that differ from the paper's SASRec setup); ``run --preset paper`` reads it.
-    paper_presets: ClassVar[Mapping[str, Mapping[str, Any]]] = _EMPTY
-    # dataset kind -> the paper's Table 2 numbers (NDCG@1, NDCG@5, NDCG@10, HR@5, HR@10), shown beside ours.
-    paper_results: ClassVar[Mapping[str, tuple[float, ...]]] = _EMPTY
     data_inputs: ClassVar[tuple[str, ...]] = ()  # constructor arguments the trainer fills (keys of DATA_INPUTS)
 
     def __init__(self, num_items: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
@@ -16,6 +15,7 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
+from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.sampling import sample_excluding, scored_with_positive
 
 N_NEGATIVES = ParamSpec("n_negatives", "int", 256, "Negatives per position.")
@@ -40,13 +40,15 @@ def sampled_work_bytes(loss: Loss, n_positions: int, dim: int, elem_bytes: int) 
     return logits + (96 << 20) + accumulator_bytes(n_positions, loss.num_items, dim, elem_bytes)
 
 
+SAMPLED_LADDER = Ladder(SAMPLED_START, SAMPLED_CUTS)
+SAMPLED_ABBREVIATIONS = {"n_negatives": "k"}  # the knob's letter in the paper
+
+
 class ExcludingSampledLoss(Loss):
     """Shared by BCE+ and CE-: K negatives drawn without replacement among the items a user has not seen."""
 
     params = (N_NEGATIVES, GENERATOR)
     needs_batch = True
-    abbreviations = {"n_negatives": "k"}
-    ladder = Ladder(SAMPLED_START, SAMPLED_CUTS)
 
     def __init__(self, num_items: int, n_negatives: int = 256, generator: torch.Generator | None = None) -> None:
         super().__init__(num_items)
@@ -58,18 +60,6 @@ class ExcludingSampledLoss(Loss):
 class BCEPlus(ExcludingSampledLoss):
     name = "bce"
     description = "BCE+: binary CE, K negatives per position without replacement, excluding the user's items."
-    label = "BCE+"
-    report_rank = 10
-    paper_presets = {
-        "beeradvocate": {"batch_size": 8, "loss_params": {"n_negatives": 64}},
-        "behance": {"batch_size": 32, "loss_params": {"n_negatives": 1024}},
-        "gowalla": {"batch_size": 128, "loss_params": {"n_negatives": 256}},
-        "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
-    }
-    paper_results = {
-        "kindle": (0.0473, 0.0674, 0.0725, 0.0856, 0.1010),
-        "gowalla": (0.0175, 0.0341, 0.0415, 0.0507, 0.0739),
-    }
 
     def sample_negatives(self, targets: torch.Tensor, batch: LossBatch) -> torch.Tensor:
         """(N, K) ids, distinct per position, none seen by the position's user."""
@@ -91,3 +81,24 @@ class BCEPlus(ExcludingSampledLoss):
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         return sampled_work_bytes(self, n_positions, dim, elem_bytes)
+
+
+register_card(
+    LossCard(
+        name="bce",
+        label="BCE+",
+        abbreviations=SAMPLED_ABBREVIATIONS,
+        ladder=SAMPLED_LADDER,
+        report_rank=10,
+        paper_presets={
+            "beeradvocate": {"batch_size": 8, "loss_params": {"n_negatives": 64}},
+            "behance": {"batch_size": 32, "loss_params": {"n_negatives": 1024}},
+            "gowalla": {"batch_size": 128, "loss_params": {"n_negatives": 256}},
+            "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024}},
+        },
+        paper_results={
+            "kindle": (0.0473, 0.0674, 0.0725, 0.0856, 0.1010),
+            "gowalla": (0.0175, 0.0341, 0.0415, 0.0507, 0.0739),
+        },
+    )
+)

@@ -25,7 +25,8 @@ import torch
 
 from rece_bench.errors import UserError
 from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_choice, check_float, register
-from rece_bench.losses.ce import CrossEntropy
+from rece_bench.losses.cards import LossCard, register_card
+from rece_bench.losses.ce import CE_CARD
 from rece_bench.losses.triton_libs import kernel_unavailable_reason, precision_of_dtype
 
 IMPLS = ("cce", "torch_compile")
@@ -46,12 +47,6 @@ class CutCrossEntropy(Loss):
         ),
         ParamSpec("impl", "str", "cce", "'cce' (the fused Triton kernels) or 'torch_compile' (library fallback)."),
     )  # fmt: skip
-    label = "CCE"
-    report_rank = 52  # beside the other exact CEs: ce (40), ce_chunked (50)
-    # The same loss as full CE, value and gradient: it trains and compares like CE (batch is its only knob).
-    ladder = CrossEntropy.ladder
-    paper_presets = CrossEntropy.paper_presets
-    paper_results = CrossEntropy.paper_results
 
     def __init__(self, num_items: int, filter_eps: float | None = None, impl: str = "cce") -> None:
         super().__init__(num_items)
@@ -88,3 +83,16 @@ class CutCrossEntropy(Loss):
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         # the float32 log-sum-exp per position and the float32 mean logit per item (the backward's item order)
         return 4 * n_positions + 4 * self.num_items
+
+
+register_card(
+    LossCard(
+        name="cce",
+        label="CCE",
+        report_rank=52,  # beside the other exact CEs: ce (40), ce_chunked (50)
+        # The same loss as full CE, value and gradient: it trains and compares like CE (batch is its only knob).
+        ladder=CE_CARD.ladder,
+        paper_presets=CE_CARD.paper_presets,
+        paper_results=CE_CARD.paper_results,
+    )
+)

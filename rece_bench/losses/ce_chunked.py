@@ -23,7 +23,8 @@ from rece_bench.losses.base import (
     check_choice,
     register,
 )
-from rece_bench.losses.ce import CrossEntropy
+from rece_bench.losses.cards import LossCard, register_card
+from rece_bench.losses.ce import CE_CARD
 from rece_bench.losses.precision import (
     accumulate_dtype,
     add_matmul_,
@@ -91,12 +92,6 @@ class ChunkedCrossEntropy(Loss):
     name = "ce_chunked"
     description = "Exact full cross-entropy computed over blocks of items; never holds the (N, C) logits."
     params = (block_mib_param("one block of logits"), ParamSpec("kernel", "str", "auto", KERNEL_HELP))
-    label = "CE (chunked)"
-    report_rank = 50
-    # The same loss as full CE, value and gradient: it trains and compares like CE.
-    ladder = CrossEntropy.ladder
-    paper_presets = CrossEntropy.paper_presets
-    paper_results = CrossEntropy.paper_results
 
     def __init__(self, num_items: int, block_mib: float | None = None, kernel: str = "auto") -> None:
         super().__init__(num_items)
@@ -115,3 +110,16 @@ class ChunkedCrossEntropy(Loss):
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
         return 3 * block_bytes(self.block_mib) + 4 * n_positions * dim * elem_bytes + accumulators
+
+
+register_card(
+    LossCard(
+        name="ce_chunked",
+        label="CE (chunked)",
+        report_rank=50,
+        # The same loss as full CE, value and gradient: it trains and compares like CE.
+        ladder=CE_CARD.ladder,
+        paper_presets=CE_CARD.paper_presets,
+        paper_results=CE_CARD.paper_results,
+    )
+)

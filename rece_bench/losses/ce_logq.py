@@ -46,7 +46,6 @@ from typing import Any
 
 import torch
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.errors import UserError
 from rece_bench.losses.base import (
     Loss,
@@ -62,6 +61,7 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
+from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.precision import (
     accumulate_dtype,
     accumulate_size,
@@ -179,16 +179,6 @@ class LogQCrossEntropy(Loss):
         block_mib_param("one block of the (N, K) logits"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the negatives (seeding)."),
     )
-    label = "CE-logQ"
-    abbreviations = {"n_negatives": "k", "correct_positive": "corr_pos"}
-    # Batch 256 and 4,096 negatives (the largest of the paper's grid: the corrected estimate's bias falls like 1/K),
-    # the batch cut to 64 first as in the other sampled losses, then the negatives, then the batch again. With the
-    # logits streamed, K costs time and a (K, D) block of rows more than peak memory; the batch is the real lever.
-    ladder = Ladder(
-        {"batch_size": 256, "n_negatives": 4096},
-        (("batch_size", (128, 64)), ("n_negatives", (1024, 256, 64)), ("batch_size", (32, 16, 8, 4))),
-    )
-    report_rank = 35
     data_inputs = ("item_counts",)
 
     def __init__(
@@ -251,3 +241,20 @@ class LogQCrossEntropy(Loss):
         rows = 3 * k * dim * elem_bytes + 3 * n_positions * dim * elem_bytes  # gathered rows and their grads
         accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
         return block + rows + 8 * self.num_items * 2 + 8 * (n_positions + k) * 4 + accumulators  # log q, cumulative
+
+
+register_card(
+    LossCard(
+        name="ce_logq",
+        label="CE-logQ",
+        abbreviations={"n_negatives": "k", "correct_positive": "corr_pos"},
+        # Batch 256 and 4,096 negatives (the largest of the paper's grid: the corrected estimate's bias falls like 1/K),
+        # the batch cut to 64 first as in the other sampled losses, then the negatives, then the batch again. With the
+        # logits streamed, K costs time and a (K, D) block of rows more than peak memory; the batch is the real lever.
+        ladder=Ladder(
+            {"batch_size": 256, "n_negatives": 4096},
+            (("batch_size", (128, 64)), ("n_negatives", (1024, 256, 64)), ("batch_size", (32, 16, 8, 4))),
+        ),
+        report_rank=35,
+    )
+)

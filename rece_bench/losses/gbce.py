@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
@@ -16,7 +15,16 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
-from rece_bench.losses.bce import GENERATOR, N_NEGATIVES, SAMPLED_CUTS, SAMPLED_START, binary_ce, sampled_work_bytes
+from rece_bench.losses.bce import (
+    GENERATOR,
+    N_NEGATIVES,
+    SAMPLED_ABBREVIATIONS,
+    SAMPLED_CUTS,
+    SAMPLED_START,
+    binary_ce,
+    sampled_work_bytes,
+)
+from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.sampling import sample_uniform, scored_with_positive
 
 
@@ -29,21 +37,6 @@ class GeneralisedBCE(Loss):
         ParamSpec("t", "float", 0.75, "Calibration in [0, 1]; t=0 gives beta=1 (plain BCE)."),
         GENERATOR,
     )
-    label = "gBCE"
-    abbreviations = {"n_negatives": "k"}
-    # t keeps the paper's best everywhere (0.75); it does not change memory.
-    ladder = Ladder({**SAMPLED_START, "t": 0.75}, SAMPLED_CUTS)
-    report_rank = 20
-    paper_presets = {
-        "beeradvocate": {"batch_size": 16, "loss_params": {"n_negatives": 16, "t": 0.75}},
-        "behance": {"batch_size": 32, "loss_params": {"n_negatives": 64, "t": 0.75}},
-        "gowalla": {"batch_size": 128, "loss_params": {"n_negatives": 256, "t": 0.75}},
-        "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024, "t": 0.75}},
-    }
-    paper_results = {
-        "kindle": (0.0473, 0.0626, 0.0681, 0.0766, 0.0933),
-        "gowalla": (0.0165, 0.0337, 0.0410, 0.0506, 0.0733),
-    }
 
     def __init__(
         self,
@@ -82,3 +75,25 @@ class GeneralisedBCE(Loss):
 
     def work_bytes(self, n_positions: int, dim: int, elem_bytes: int) -> int:
         return sampled_work_bytes(self, n_positions, dim, elem_bytes)
+
+
+register_card(
+    LossCard(
+        name="gbce",
+        label="gBCE",
+        abbreviations=SAMPLED_ABBREVIATIONS,
+        # t keeps the paper's best everywhere (0.75); it does not change memory.
+        ladder=Ladder({**SAMPLED_START, "t": 0.75}, SAMPLED_CUTS),
+        report_rank=20,
+        paper_presets={
+            "beeradvocate": {"batch_size": 16, "loss_params": {"n_negatives": 16, "t": 0.75}},
+            "behance": {"batch_size": 32, "loss_params": {"n_negatives": 64, "t": 0.75}},
+            "gowalla": {"batch_size": 128, "loss_params": {"n_negatives": 256, "t": 0.75}},
+            "kindle": {"batch_size": 64, "loss_params": {"n_negatives": 1024, "t": 0.75}},
+        },
+        paper_results={
+            "kindle": (0.0473, 0.0626, 0.0681, 0.0766, 0.0933),
+            "gowalla": (0.0165, 0.0337, 0.0410, 0.0506, 0.0733),
+        },
+    )
+)

@@ -23,7 +23,8 @@ import torch
 
 from rece_bench.errors import UserError
 from rece_bench.losses.base import Loss, LossBatch, ParamSpec, check_int, register
-from rece_bench.losses.ce import CrossEntropy
+from rece_bench.losses.cards import LossCard, register_card
+from rece_bench.losses.ce import CE_CARD
 from rece_bench.losses.triton_libs import kernel_unavailable_reason
 
 
@@ -40,12 +41,6 @@ class LigerCrossEntropy(Loss):
             "Liger's chunk size knob: a chunk's logits hold ~chunk_mem_const x N x D elements (1 = library default).",
         ),
     )  # fmt: skip
-    label = "Liger CE"
-    report_rank = 54  # beside the other exact CEs: ce (40), ce_chunked (50), cce (52)
-    # The same loss as full CE, value and gradient: it trains and compares like CE (batch is its only knob).
-    ladder = CrossEntropy.ladder
-    paper_presets = CrossEntropy.paper_presets
-    paper_results = CrossEntropy.paper_results
 
     def __init__(self, num_items: int, chunk_mem_const: int = 1) -> None:
         super().__init__(num_items)
@@ -78,3 +73,16 @@ class LigerCrossEntropy(Loss):
         # one chunk's logits and their gradient, and the float32 gradients made in the forward pass and kept
         chunk = self.chunk_positions(n_positions, dim)
         return 2 * chunk * self.num_items * elem_bytes + 4 * (n_positions + self.num_items) * dim
+
+
+register_card(
+    LossCard(
+        name="liger_ce",
+        label="Liger CE",
+        report_rank=54,  # beside the other exact CEs: ce (40), ce_chunked (50), cce (52)
+        # The same loss as full CE, value and gradient: it trains and compares like CE (batch is its only knob).
+        ladder=CE_CARD.ladder,
+        paper_presets=CE_CARD.paper_presets,
+        paper_results=CE_CARD.paper_results,
+    )
+)

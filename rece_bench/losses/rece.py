@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.kernels import KERNEL_CHOICES, KERNEL_HELP, use_triton
 from rece_bench.losses.base import (
     Loss,
@@ -48,6 +47,7 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
+from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.precision import accumulate_dtype
 
 _MIB = 1 << 20
@@ -529,36 +529,6 @@ class ReducedCrossEntropy(Loss):
         ParamSpec("generator", "Generator | None", None, "Random generator for the projections (seeding)."),
         ParamSpec("kernel", "str", "auto", KERNEL_HELP),
     )
-    label = "RECE"
-    abbreviations = {"n_extra_chunks": "n_ec", "rounds": "r", "n_buckets": "n_b"}
-    # Batch 256, n_ec 3, r 8 (the paper's best Gowalla configuration has batch 128, n_ec 3, r 8; the same quality
-    # came at n_ec 0, r 2 with batch 128 kept): batch to 64, then rounds, then extra chunks, then batch; n_b from
-    # the formula throughout.
-    ladder = Ladder(
-        {"batch_size": 256, "n_extra_chunks": 3, "rounds": 8},
-        (
-            ("batch_size", (128, 64)),
-            ("rounds", (4, 2, 1)),
-            ("n_extra_chunks", (2, 1, 0)),
-            ("batch_size", (32, 16, 8, 4)),
-        ),
-    )
-    report_rank = 60
-    paper_presets = {
-        "beeradvocate": {"batch_size": 8, "loss_params": {"n_buckets": 133, "n_extra_chunks": 1, "rounds": 16}},
-        "behance": {"batch_size": 32, "loss_params": {"n_buckets": 160, "n_extra_chunks": 1, "rounds": 8}},
-        "gowalla": {"batch_size": 128, "loss_params": {"n_buckets": 583, "n_extra_chunks": 3, "rounds": 8}},
-        "kindle": {"batch_size": 256, "loss_params": {"n_buckets": 403, "n_extra_chunks": 1, "rounds": 8}},
-        # Table 3 (leave-one-out, the gSASRec setup): a wider model with more dropout.
-        "beauty": {
-            "batch_size": 4096, "dim": 256, "dropout": 0.5,
-            "loss_params": {"n_buckets": 907, "n_extra_chunks": 8, "rounds": 64},
-        },
-    }  # fmt: skip
-    paper_results = {
-        "kindle": (0.0486, 0.0665, 0.0714, 0.0822, 0.0985),
-        "gowalla": (0.0192, 0.0372, 0.0449, 0.0546, 0.0787),
-    }
 
     def __init__(
         self,
@@ -627,3 +597,42 @@ class ReducedCrossEntropy(Loss):
         buckets = plan.bucket_rows * n_rounds * plan.n_buckets * acc
         wider = (num_items + n_positions) * dim * acc if acc > elem_bytes else 0  # float32 gradient buffers
         return orders + tables + sums + flags + max(group, buckets) + wider + 4 * n_positions * dim * acc
+
+
+register_card(
+    LossCard(
+        name="rece",
+        label="RECE",
+        abbreviations={"n_extra_chunks": "n_ec", "rounds": "r", "n_buckets": "n_b"},
+        # Batch 256, n_ec 3, r 8 (the paper's best Gowalla configuration has batch 128, n_ec 3, r 8; the same quality
+        # came at n_ec 0, r 2 with batch 128 kept): batch to 64, then rounds, then extra chunks, then batch; n_b from
+        # the formula throughout.
+        ladder=Ladder(
+            {"batch_size": 256, "n_extra_chunks": 3, "rounds": 8},
+            (
+                ("batch_size", (128, 64)),
+                ("rounds", (4, 2, 1)),
+                ("n_extra_chunks", (2, 1, 0)),
+                ("batch_size", (32, 16, 8, 4)),
+            ),
+        ),
+        report_rank=60,
+        paper_presets={
+            "beeradvocate": {"batch_size": 8, "loss_params": {"n_buckets": 133, "n_extra_chunks": 1, "rounds": 16}},
+            "behance": {"batch_size": 32, "loss_params": {"n_buckets": 160, "n_extra_chunks": 1, "rounds": 8}},
+            "gowalla": {"batch_size": 128, "loss_params": {"n_buckets": 583, "n_extra_chunks": 3, "rounds": 8}},
+            "kindle": {"batch_size": 256, "loss_params": {"n_buckets": 403, "n_extra_chunks": 1, "rounds": 8}},
+            # Table 3 (leave-one-out, the gSASRec setup): a wider model with more dropout.
+            "beauty": {
+                "batch_size": 4096,
+                "dim": 256,
+                "dropout": 0.5,
+                "loss_params": {"n_buckets": 907, "n_extra_chunks": 8, "rounds": 64},
+            },
+        },
+        paper_results={
+            "kindle": (0.0486, 0.0665, 0.0714, 0.0822, 0.0985),
+            "gowalla": (0.0192, 0.0372, 0.0449, 0.0546, 0.0787),
+        },
+    )
+)

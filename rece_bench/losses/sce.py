@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import torch
 
-from rece_bench.budget.ladder import Ladder
 from rece_bench.losses.base import (
     Loss,
     LossBatch,
@@ -57,6 +56,7 @@ from rece_bench.losses.base import (
     check_int,
     register,
 )
+from rece_bench.losses.cards import Ladder, LossCard, register_card
 from rece_bench.losses.precision import accumulate_dtype, amp_backward, amp_forward, matmul_acc
 from rece_bench.losses.sampling import add_positive_grad, positive_logits
 
@@ -279,42 +279,6 @@ class ScalableCrossEntropy(Loss):
         block_mib_param("one projection slice or bucket group"),
         ParamSpec("generator", "Generator | None", None, "Random generator for the directions (seeding)."),
     )
-    label = "SCE"
-    abbreviations = {"n_buckets": "n_b", "bucket_size_x": "b_x", "bucket_size_y": "b_y", "mix_x": "mix"}
-    # Batch 256 and b_y 1,024, n_b = b_x from the formula on each call's N (so they follow the batch). The batch is
-    # cut to 64 first, as in the other ladders; then b_y through the authors' grid {64, 256, 512, 1024, 4096} (their
-    # best configurations use 256 on four of six datasets and 64 on Behance, so it buys little quality above 256);
-    # then the batch again. With the logits streamed, b_y moves the peak by at most a group of buckets (block_mib):
-    # the batch, through the model's activations, is the real lever; the b_y cuts are cheap to probe.
-    ladder = Ladder(
-        {"batch_size": 256, "bucket_size_y": 1024},
-        (("batch_size", (128, 64)), ("bucket_size_y", (512, 256, 64)), ("batch_size", (32, 16, 8, 4))),
-    )
-    report_rank = 70
-    # shared/reference/SCE.md section 2, the authors' configs: Beauty (leave-one-out), and the sce_max_ndcg rows of
-    # the temporal datasets (the best NDCG@10); d 64, maxlen 200, 2 blocks, 1 head, lr 1e-3 as in the paper's SASRec.
-    paper_presets = {
-        "beauty": {
-            "batch_size": 1024, "dropout": 0.6, "patience": 50,
-            "loss_params": {"n_buckets": 202, "bucket_size_x": 202, "bucket_size_y": 256, "mix_x": False},
-        },
-        "gowalla": {
-            "batch_size": 2048,
-            "loss_params": {"n_buckets": 882, "bucket_size_x": 882, "bucket_size_y": 256, "mix_x": False},
-        },
-        "beeradvocate": {
-            "batch_size": 512,
-            "loss_params": {"n_buckets": 615, "bucket_size_x": 615, "bucket_size_y": 256, "mix_x": True},
-        },
-        "behance": {
-            "batch_size": 256,
-            "loss_params": {"n_buckets": 261, "bucket_size_x": 261, "bucket_size_y": 64, "mix_x": True},
-        },
-        "kindle": {
-            "batch_size": 2048,
-            "loss_params": {"n_buckets": 658, "bucket_size_x": 658, "bucket_size_y": 256, "mix_x": True},
-        },
-    }  # fmt: skip
 
     def __init__(
         self,
@@ -366,3 +330,49 @@ class ScalableCrossEntropy(Loss):
         positives = 3 * n_positions * dim * elem_bytes + 8 * n_positions * elem_bytes  # gathered targets' rows
         accumulators = accumulator_bytes(n_positions, self.num_items, dim, elem_bytes)
         return max(group, projection) + selection + positives + accumulators
+
+
+register_card(
+    LossCard(
+        name="sce",
+        label="SCE",
+        abbreviations={"n_buckets": "n_b", "bucket_size_x": "b_x", "bucket_size_y": "b_y", "mix_x": "mix"},
+        # Batch 256 and b_y 1,024, n_b = b_x from the formula on each call's N (so they follow the batch). The batch is
+        # cut to 64 first, as in the other ladders; then b_y through the authors' grid {64, 256, 512, 1024, 4096} (their
+        # best configurations use 256 on four of six datasets and 64 on Behance, so it buys little quality above 256);
+        # then the batch again. With the logits streamed, b_y moves the peak by at most a group of buckets (block_mib):
+        # the batch, through the model's activations, is the real lever; the b_y cuts are cheap to probe.
+        ladder=Ladder(
+            {"batch_size": 256, "bucket_size_y": 1024},
+            (("batch_size", (128, 64)), ("bucket_size_y", (512, 256, 64)), ("batch_size", (32, 16, 8, 4))),
+        ),
+        report_rank=70,
+        # shared/reference/SCE.md section 2, the authors' configs: Beauty (leave-one-out), and the sce_max_ndcg rows
+        # of the temporal datasets (the best NDCG@10); d 64, maxlen 200, 2 blocks, 1 head, lr 1e-3 as in the paper's
+        # SASRec.
+        paper_presets={
+            "beauty": {
+                "batch_size": 1024,
+                "dropout": 0.6,
+                "patience": 50,
+                "loss_params": {"n_buckets": 202, "bucket_size_x": 202, "bucket_size_y": 256, "mix_x": False},
+            },
+            "gowalla": {
+                "batch_size": 2048,
+                "loss_params": {"n_buckets": 882, "bucket_size_x": 882, "bucket_size_y": 256, "mix_x": False},
+            },
+            "beeradvocate": {
+                "batch_size": 512,
+                "loss_params": {"n_buckets": 615, "bucket_size_x": 615, "bucket_size_y": 256, "mix_x": True},
+            },
+            "behance": {
+                "batch_size": 256,
+                "loss_params": {"n_buckets": 261, "bucket_size_x": 261, "bucket_size_y": 64, "mix_x": True},
+            },
+            "kindle": {
+                "batch_size": 2048,
+                "loss_params": {"n_buckets": 658, "bucket_size_x": 658, "bucket_size_y": 256, "mix_x": True},
+            },
+        },  # fmt: skip,
+    )
+)

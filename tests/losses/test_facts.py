@@ -1,5 +1,5 @@
-"""Each loss carries its own facts: a loss defined and registered here, in a test, appears in every place that
-lists, budgets, presets or reports losses, with no edit anywhere else."""
+"""Adding a loss is one file: a loss defined and registered here, in a test, with its card beside it, appears in
+every place that lists, budgets, presets or reports losses, with no edit anywhere else."""
 
 from __future__ import annotations
 
@@ -7,25 +7,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rece_bench.budget.ladder import Ladder, ladder_for
+from rece_bench.budget.ladder import ladder_for
 from rece_bench.cli import app
 from rece_bench.losses.base import LOSSES, Loss, ParamSpec, check_int, register
+from rece_bench.losses.cards import CARDS, Ladder, LossCard, register_card
 
 
 @pytest.fixture
 def throwaway_loss():
-    """A toy loss: CE over the positive and the first ``width`` items, registered for the test only."""
+    """A toy loss: CE over the positive and the first ``width`` items, registered with its card for the test only."""
 
     class FirstItems(Loss):
         name = "first_items"
         description = "Toy: softmax over the positive and the first `width` items."
         params = (ParamSpec("width", "int", 8, "Items scored."),)
-        label = "First items"
-        abbreviations = {"width": "w"}
-        ladder = Ladder({"batch_size": 64, "width": 32}, (("width", (16, 8)), ("batch_size", (32,))))
-        report_rank = 15  # between bce (10) and gbce (20)
-        paper_presets = {"gowalla": {"batch_size": 16, "loss_params": {"width": 4}, "dropout": 0.1}}
-        paper_results = {"gowalla": (0.1, 0.2, 0.3, 0.4, 0.5)}
 
         def __init__(self, num_items: int, width: int = 8) -> None:
             super().__init__(num_items)
@@ -37,14 +32,26 @@ def throwaway_loss():
             return torch.nn.functional.cross_entropy(torch.cat([positive, logits], 1), torch.zeros_like(targets))
 
     register(FirstItems)
+    register_card(
+        LossCard(
+            name="first_items",
+            label="First items",
+            abbreviations={"width": "w"},
+            ladder=Ladder({"batch_size": 64, "width": 32}, (("width", (16, 8)), ("batch_size", (32,)))),
+            report_rank=15,  # between bce (10) and gbce (20)
+            paper_presets={"gowalla": {"batch_size": 16, "loss_params": {"width": 4}, "dropout": 0.1}},
+            paper_results={"gowalla": (0.1, 0.2, 0.3, 0.4, 0.5)},
+        )
+    )
     yield FirstItems
-    del LOSSES["first_items"]
+    del LOSSES["first_items"], CARDS["first_items"]
 
 
 def test_a_registered_loss_is_listed_by_the_cli(throwaway_loss):
     result = CliRunner().invoke(app, ["losses"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "first_items" in result.output and "width" in result.output
+    assert "(First items)" in result.output  # its card's label
 
 
 def test_a_registered_loss_brings_its_budget_ladder(throwaway_loss):
