@@ -90,6 +90,27 @@ def plan_jobs(config: SweepConfig, num_items: int | None = None) -> list[Job]:
     return jobs
 
 
+def schedule(todo: Sequence[Job]) -> list[tuple[Job, Job | None]]:
+    """The one plan of what waits for what, which every engine follows: each job of ``todo`` with the job it waits
+    for. A budgeted job waits for the job of the next smaller budget of its loss and seed: budgets that do not bind
+    choose the same configuration, and then the smaller one trains it and the larger records its result (``once``)
+    rather than train it a second time alongside. Other jobs wait for nothing. Every job comes after the one it
+    waits for; otherwise the order is ``todo``'s."""
+    jobs: list[Job] = list(todo)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.budget_bytes is not None:
+            groups.setdefault((job.loss, job.seed), []).append(i)
+    waits: list[Job | None] = [None] * len(jobs)
+    for indexes in groups.values():
+        by_budget = sorted((jobs[i] for i in indexes), key=lambda job: job.budget_bytes)
+        for i, job in zip(indexes, by_budget, strict=True):  # the group's places, in budget order
+            jobs[i] = job
+        for i, before in zip(indexes[1:], indexes, strict=False):
+            waits[i] = jobs[before]
+    return list(zip(jobs, waits, strict=True))
+
+
 def identity(dataset: str, loss: str, seed: int, budget_bytes: int | None, params: Mapping[str, Any], knobs) -> str:
     """What makes two runs the same job; under a budget, the knobs the budget chooses are left out."""
     if budget_bytes is not None:
@@ -192,7 +213,7 @@ class LocalEngine:
 
     def run(self, todo, config, data_root, results_root, progress):
         runs = []
-        for job in todo:
+        for job, _ in schedule(todo):  # one after another: each job's wait is over when it starts
             progress.job_started(job)
             runs.append((job, run_job(job, config, data_root, results_root, progress)))
             progress.job_done(*runs[-1])

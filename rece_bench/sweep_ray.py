@@ -9,7 +9,10 @@ filesystem.
 
 Jobs are handed out as room frees up: at most as many tasks are in flight as the cluster's alive nodes can run at
 once (their CPUs over ``cpus_per_job``, their GPUs over ``gpus_per_job``), recounted whenever a task ends, so a
-node that joins takes work and no job waits behind another's shard. A task whose worker process or node dies is
+node that joins takes work and no job waits behind another's shard. A budgeted job is handed out only once the
+job of its loss and seed at the next smaller budget has its result, and its task gets the ok results of its loss and
+seed, so that a configuration two budgets choose is trained once, as on the local engine (``sweep.schedule``,
+``sweep.once``). A task whose worker process or node dies is
 retried ``retries`` times by Ray, from the start of its job (its checkpoints died with it); a task that raises is
 not retried. A job that still fails is recorded with status ``failed`` and the error's first line. On Ctrl-C the
 tasks in flight are cancelled and nothing of theirs is recorded, so the same command runs them again.
@@ -34,7 +37,7 @@ from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_text
 from rece_bench.processes import process_exists
 from rece_bench.results import RUNS_DIR, RunResult, write_result
-from rece_bench.sweep import Job, SweepConfig, failed_result, run_job
+from rece_bench.sweep import Job, SweepConfig, failed_result, run_job, schedule
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install "rece-bench[ray]")'
@@ -98,7 +101,7 @@ class RayEngine:
         probes = ray.put(cached_probes(results_root, config.base.dataset))
 
         def submit(job: Job):
-            return task.remote(job, config, data, probes, config.base.threads)
+            return task.remote(job, config, data, probes, twin_files(results_root, job, config), config.base.threads)
 
         room = Room(ray, self.cpus_per_job, gpus)
         return hand_out(ray, todo, submit, room, config, results_root, progress, self.retries)
@@ -182,18 +185,22 @@ class Room:
 
 
 def hand_out(ray, todo: Sequence[Job], submit, room: Room, config, results_root, progress, retries: int) -> list:
-    """Keep the cluster's room full of tasks until every job has a result; Ctrl-C cancels what is in flight."""
-    waiting, running, runs = deque(todo), {}, []
+    """Keep the cluster's room full of tasks until every job has a result, a job only once the job it waits for
+    (``sweep.schedule``) has its result; Ctrl-C cancels what is in flight."""
+    waiting, running, runs, done = deque(schedule(todo)), {}, [], set()  # done: id() of each job with a result
     try:
         while waiting or running:
             room_now = max(1, room.jobs()) if waiting else 0
-            while waiting and len(running) < room_now:
-                job = waiting.popleft()
-                running[submit(job)] = job
-                progress.job_started(job)
+            for item in [item for item in waiting if item[1] is None or id(item[1]) in done]:
+                if len(running) >= room_now:
+                    break
+                waiting.remove(item)
+                running[submit(item[0])] = item[0]
+                progress.job_started(item[0])
             [ready], _ = ray.wait(list(running), num_returns=1)
             job = running.pop(ready)
             runs.append((job, collect(ray, ready, job, config, results_root, retries)))
+            done.add(id(job))
             progress.job_done(*runs[-1])
     except BaseException:
         for ref in running:
@@ -239,6 +246,23 @@ def cached_probes(results_root: Path, dataset: str) -> dict[str, str]:
     return {f"{PROBES_DIR}/{p.name}": p.read_text() for p in sorted(folder.glob(f"{dataset}-*.json"))}
 
 
+def twin_files(results_root: Path, job: Job, config: SweepConfig) -> dict[str, str]:
+    """The ok results of ``job``'s loss and seed under other budgets (relative path -> file text): the task looks
+    among them for a run of the configuration its budget chooses (``sweep.once``), as a local job looks in the
+    results root. Jobs of the grid (no budget) get none."""
+    from rece_bench.results import read_results, result_path
+
+    if job.budget_bytes is None:
+        return {}
+    files = {}
+    for row in read_results(results_root):
+        same = (row["dataset"], row["loss"], row["seed"]) == (config.base.dataset, job.loss, job.seed)
+        if same and row["status"] == "ok" and row["budget_bytes"] not in (None, job.budget_bytes):
+            path = result_path(results_root, row["run_id"])
+            files[path.relative_to(results_root).as_posix()] = path.read_text()
+    return files
+
+
 def _load_data(config: SweepConfig, data_root: Path):
     from rece_bench.train import load_run_data
 
@@ -248,18 +272,20 @@ def _load_data(config: SweepConfig, data_root: Path):
 # ---------------------------------------------------------------- in the worker
 
 
-def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], threads: int):
-    """One job in a Ray worker: train it in a temporary results root; return its result and the files it wrote."""
+def _train_job(job: Job, config: SweepConfig, data, probes: dict[str, str], twins: dict[str, str], threads: int):
+    """One job in a Ray worker: train it in a temporary results root holding the driver's probes and ``twins``
+    (``twin_files``); return its result and the files it wrote."""
     import torch
 
     torch.set_num_threads(threads)
     remove_orphans(Path(tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-") as tmp:
         root = Path(tmp)
-        for relative, text in probes.items():
+        seeded = {**probes, **twins}
+        for relative, text in seeded.items():
             atomic_write_text(root / relative, text)
         result = run_job(job, config, None, root, data=data)
-        return result, written_files(root, seeded=set(probes))
+        return result, written_files(root, seeded=set(seeded))
 
 
 def remove_orphans(tmp: Path) -> None:

@@ -11,7 +11,7 @@ from rece_bench.cli import app
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import RunResult, read_results, write_result
-from rece_bench.sweep import SweepConfig, plan_jobs, run_sweep
+from rece_bench.sweep import Job, SweepConfig, plan_jobs, run_sweep, schedule
 
 runner = CliRunner()
 MB = 10**6
@@ -95,6 +95,24 @@ def test_the_plan_is_losses_times_budgets_times_seeds():
 def test_without_budgets_every_grid_candidate_is_a_job():
     jobs = plan_jobs(_config(budgets_bytes=(), seeds=(1,), losses=("ce",)))
     assert [j.candidate.batch_size for j in jobs] == [256, 128, 64, 32, 16, 8, 4]
+
+
+def test_the_schedule_makes_each_budget_wait_for_the_next_smaller_of_its_loss_and_seed():
+    """The one plan both engines follow (sweep.once then finds a configuration two budgets chose, trained once)."""
+    todo = [Job("ce", 1, 300 * MB), Job("rece", 1, 100 * MB), Job("ce", 2, 300 * MB), Job("ce", 1, 100 * MB),
+            Job("ce", 1, 200 * MB), Job("rece", 1, 400 * MB)]  # fmt: skip
+    plan = schedule(todo)
+    order = [job for job, _ in plan]
+    assert sorted(map(repr, order)) == sorted(map(repr, todo))  # the same jobs
+    waits = {(j.loss, j.seed, j.budget_bytes): a and a.budget_bytes for j, a in plan}
+    assert waits == {
+        ("ce", 1, 100 * MB): None, ("ce", 1, 200 * MB): 100 * MB, ("ce", 1, 300 * MB): 200 * MB,
+        ("ce", 2, 300 * MB): None, ("rece", 1, 100 * MB): None, ("rece", 1, 400 * MB): 100 * MB,
+    }  # fmt: skip
+    assert all(after is None or order.index(after) < order.index(job) for job, after in plan)
+    assert [j.loss for j in order] == [j.loss for j in todo]  # each group keeps its places: rece is not moved up
+    grid = plan_jobs(_config(budgets_bytes=(), seeds=(1,), losses=("ce",)))
+    assert schedule(grid) == [(job, None) for job in grid]  # grid candidates are distinct: nothing waits
 
 
 def test_a_finished_sweep_runs_nothing_the_second_time(tiny_data_root, tmp_path, made_up_probes, monkeypatch):

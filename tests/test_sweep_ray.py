@@ -172,6 +172,23 @@ def test_ray_writes_the_same_result_files_as_the_local_engine(local_ray, one_thr
         assert again.skipped == again.planned and not again.results
 
 
+def test_budgets_that_do_not_bind_train_their_configuration_once_on_ray(local_ray, tiny_data_root, tmp_path):
+    """Both budgets choose batch 32 of ce: the larger budget's job waits for the smaller's and records its result,
+    instead of training the same configuration in a second task at the same time (2 CPUs: room for both)."""
+    config = _config(tmp_path, losses=("ce",), budgets_bytes=(2 * GB, GB))
+    summary = run_sweep(config, tiny_data_root, tmp_path / "r", engine=RayEngine(cpus_per_job=1))
+    assert [r.budget_bytes for r in summary.results] == [GB, 2 * GB]  # the larger waited
+    small, large = summary.results
+    assert small.status == large.status == "ok" and small.params == large.params
+    assert small.message is None or "not trained again" not in small.message
+    assert small.run_id in large.message and "not trained again" in large.message
+    assert large.metrics == small.metrics and large.history == small.history
+    saved = {row["budget_bytes"]: row for row in read_results(tmp_path / "r")}
+    assert saved[2 * GB]["message"] == large.message and saved[GB]["run_id"] == small.run_id
+    again = run_sweep(config, tiny_data_root, tmp_path / "r", engine=RayEngine())
+    assert again.skipped == again.planned == 2 and not again.results
+
+
 # ---------------------------------------------------------------- the command line
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rece_bench.cli.common import DataDirOption, ResultsDirOption, console, default_of, user_errors
+from rece_bench.cli.common import DataDirOption, ResultsDirOption, default_of, print_table, user_errors
 from rece_bench.config import TrainConfig
 
 
@@ -26,4 +26,4 @@ def popularity(
 
     with user_errors():
         result = popularity_run(dataset, data_root(data_dir), results_root(results_dir), max_len)
-    console.print(rich_table(results_frame([result.to_row()]), title=f"{dataset}: popularity"))
+    print_table(rich_table(results_frame([result.to_row()]), title=f"{dataset}: popularity"))

@@ -14,6 +14,7 @@ from rece_bench.cli.common import (
     ThreadsOption,
     console,
     parse_params,
+    print_table,
     resolved_device,
     user_errors,
 )
@@ -81,7 +82,7 @@ def bench_step(
 
         with console.status("benchmarking steps...") as status:
             rows = run_step_benchmark(bench, on_row=lambda row: save(row, status))
-    console.print(step_table(rows))
+    print_table(step_table(rows))
     console.print(f"torch threads: {bench.threads} (--threads)", highlight=False)
 
 

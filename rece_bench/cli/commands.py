@@ -22,6 +22,7 @@ from rece_bench.cli.common import (
     default_of,
     err_console,
     parse_params,
+    print_table,
     resolved_device,
     user_errors,
 )
@@ -238,7 +239,7 @@ def _show_rows(rows: list[dict], title: str) -> None:
     from rece_bench.render import rich_table
     from rece_bench.report import results_frame
 
-    console.print(rich_table(results_frame(rows), title=title))
+    print_table(rich_table(results_frame(rows), title=title))
 
 
 def report(
@@ -280,9 +281,9 @@ def report(
             plot_fronts(frame, plot)
         if fmt == "table":
             for table in rich_sections(report_sections(frame, budget_bytes)):
-                console.print(table)
+                print_table(table)
             if runs:
-                console.print(rich_table(frame))
+                print_table(rich_table(frame))
         else:
             typer.echo(render_text(frame, fmt, budget_bytes), nl=False)
     if plot is not None:  # on stderr unless the report is the Rich table: stdout stays machine-readable
@@ -360,7 +361,7 @@ def _show_report(rows: list[dict]) -> None:
     from rece_bench.report import report_sections, results_frame
 
     for table in rich_sections(report_sections(results_frame(rows))):
-        console.print(table)
+        print_table(table)
 
 
 def _show_ratio(results) -> None:

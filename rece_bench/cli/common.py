@@ -28,6 +28,14 @@ console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 err_console = Console(stderr=True)
 
 
+def print_table(table) -> None:
+    """Print a Rich table laid out for the console's width: no number split, no column dropped
+    (``rece_bench.tables``)."""
+    from rece_bench.tables import fit_table
+
+    console.print(fit_table(table, console.width))
+
+
 def fit_console_to_output() -> None:
     """The width of this invocation's output: COLUMNS when set, else the terminal's, else PIPED_WIDTH."""
     columns = os.environ.get("COLUMNS", "")

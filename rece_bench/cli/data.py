@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from rece_bench.cli.common import DataDirOption, console, err_console, user_errors
+from rece_bench.cli.common import DataDirOption, console, err_console, print_table, user_errors
 from rece_bench.errors import UserError
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def render_report(report: PrepareReport) -> None:
             f"{counts[part]['users']:,} / {counts[part]['interactions']:,}",
             "",
         )
-    console.print(table)
+    print_table(table)
     split = report.meta["split"]
     threshold = f", T = {split['threshold']}" if "threshold" in split else ""
     console.print(f"split: {split['method']}{threshold}; filter: {describe_filter(report.meta['filter'])}")
@@ -210,5 +210,5 @@ def datasets(data_dir: DataDirOption = None) -> None:
         interactions = meta.get("counts", {}).get("filtered", {}).get("interactions")
         shown = f"{interactions:,}" if isinstance(interactions, int) else "-"
         counts.add_row(name, meta.get("split", {}).get("method", "-"), *numbers, shown, f"yes ({meta['dataset']})")
-    console.print(counts)
-    console.print(sources)
+    print_table(counts)
+    print_table(sources)

@@ -15,6 +15,7 @@ from rece_bench.cli.common import (
     ThreadsOption,
     console,
     default_of,
+    print_table,
     resolved_device,
     user_errors,
 )
@@ -48,7 +49,7 @@ def losses_command() -> None:
             note += "".join(f" Built with {key}: {DATA_INPUTS[key]}." for key in info.data_inputs)
             name = f"{info.name}\n({info.label})" if info.label else info.name
             table.add_row(name, info.description + note + _availability_note(info.name), params)
-        console.print(table)
+        print_table(table)
 
 
 def _availability_note(name: str) -> str:
@@ -114,7 +115,7 @@ def bench_loss_command(
             check_available(name, config.device, config.precision)
         table = _bench_table(ops)
         result = run_bench_loss(config, results_root(results_dir), on_row=lambda row: _progress(table, row))
-        console.print(table)
+        print_table(table)
         if result.path is not None:
             console.print(f"rows saved to {result.path}")
 

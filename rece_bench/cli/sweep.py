@@ -17,6 +17,7 @@ from rece_bench.cli.common import (
     ThreadsOption,
     console,
     default_of,
+    print_table,
     resolved_device,
     user_errors,
 )
@@ -227,7 +228,7 @@ def _sweep_config(base: TrainConfig, losses: list[str], budgets: list[str] | Non
 
 def _show_summary(summary, dataset: str, results_dir) -> None:
     if summary.runs:
-        console.print(summary_table(summary))
+        print_table(summary_table(summary))
     failed = sum(result.status == "failed" for result in summary.results)
     pace = f" ({len(summary.runs) / summary.wall_time_s * 60:.2f} jobs/min)" if summary.runs else ""
     console.print(
