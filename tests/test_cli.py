@@ -65,7 +65,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_data_root):
                     "unknown loss", "rece")  # fmt: skip
     _one_line_error(_invoke("run", "--dataset", "tiny", "-p", "rounds", "--data-dir", tiny_data_root), "KEY=VALUE")
     _one_line_error(_invoke("run", "--dataset", "tiny", "--loss", "rece", "-p", "bogus=1",
-                            "--data-dir", tiny_data_root), "bogus")  # fmt: skip
+                            "--data-dir", tiny_data_root, "--results-dir", results), "bogus")  # fmt: skip
     _one_line_error(_invoke("prepare", "nosuchset", "--data-dir", tmp_path), "nosuchset")
     _one_line_error(_invoke("run", "--dataset", "tiny", "--device", "cuda", "--data-dir", tiny_data_root), "cuda")
     _one_line_error(_invoke("report", "--format", "yaml", "--results-dir", results), "yaml")
