@@ -124,17 +124,20 @@ class RecePlan:
         return [range(c, min(c + size, self.n_chunks)) for c in range(0, self.n_chunks, size)]
 
 
+@dataclass(frozen=True)
+class CallShape:
+    """The sizes of one call that a plan depends on: positions, items, width and bytes per element."""
+
+    n_positions: int  # N
+    num_items: int  # C
+    dim: int = 64  # D
+    elem_bytes: int = 4
+
+
 def make_plan(
-    n_positions: int,
-    num_items: int,
-    n_buckets: int,
-    buckets_per_chunk: float,
-    n_extra: int,
-    n_rounds: int,
-    block_bytes: int,
-    elem_bytes: int,
-    dim: int = 64,
+    shape: CallShape, n_buckets: int, buckets_per_chunk: float, n_extra: int, n_rounds: int, block_bytes: int
 ) -> RecePlan:
+    n_positions, num_items, dim, elem_bytes = shape.n_positions, shape.num_items, shape.dim, shape.elem_bytes
     n_chunks = max(1, round(n_buckets / buckets_per_chunk))
     pos_per_chunk = -(-n_positions // n_chunks)
     items_per_chunk = -(-num_items // n_chunks)
@@ -556,17 +559,9 @@ class ReducedCrossEntropy(Loss):
         n_buckets = self.n_buckets or default_n_buckets(
             n_positions, self.num_items, self.n_extra_chunks, self.buckets_per_chunk
         )
-        return make_plan(
-            n_positions,
-            self.num_items,
-            n_buckets,
-            self.buckets_per_chunk,
-            self.n_extra_chunks,
-            self.rounds,
-            block_bytes(self.block_mib, device),
-            elem_bytes,
-            dim,
-        )
+        shape = CallShape(n_positions, self.num_items, dim, elem_bytes)
+        block = block_bytes(self.block_mib, device)
+        return make_plan(shape, n_buckets, self.buckets_per_chunk, self.n_extra_chunks, self.rounds, block)
 
     def compute(
         self, hidden: torch.Tensor, item_emb: torch.Tensor, targets: torch.Tensor, batch: LossBatch | None
