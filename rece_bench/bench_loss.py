@@ -22,13 +22,12 @@ file per loss and catalogue size. Neither run is timed.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 
 from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_json
-from rece_bench.threads import DEFAULT_THREADS
+from rece_bench.threads import DEFAULT_THREADS, using_threads
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +343,7 @@ def run_bench_loss(
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     rows: list[BenchLossRow] = []
-    with _threads(config.threads):
+    with using_threads(config.threads):
         for num_items in config.items:
             for name in config.losses:
                 log.info("bench-loss %s at C=%d", name, num_items)
@@ -355,21 +354,6 @@ def run_bench_loss(
                 if on_row is not None:
                     on_row(rows[-1])
     return BenchLossResult(tuple(rows), path, header)
-
-
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` intra-op threads, then restore. On a shared machine one thread per process avoids
-    the stalls of OpenMP threads waiting on a descheduled sibling, which hit many-small-op losses hardest."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _save(path: Path, header: dict[str, Any], rows: list[BenchLossRow]) -> None:
