@@ -58,8 +58,8 @@ def train_within_budget(
     ``data_root`` may be None. A given ``trainer`` (the sweep's, which trains a configuration once; the CLI's,
     which may restart) is called as ``train_run`` is, without ``data``.
     """
-    from rece_bench.run import compute_of
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
+    from rece_bench.training.session import compute_of
 
     ensure_results_root(results_root)
     compute = compute_of(config)  # a bad device fails here, before any probe
@@ -94,7 +94,7 @@ def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None
 
 def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
     """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     smallest = error.smallest.candidate.apply(config, budget_bytes)
     return RunResult(

@@ -47,7 +47,7 @@ class Prober:
     ) -> None:
         """``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None.
         ``budget_bytes``: the budget probed for, which sizes a streaming loss's block as it will in training."""
-        from rece_bench.run import compute_of
+        from rece_bench.training.session import compute_of
 
         self.base, self.results_root, self.steps = base, Path(results_root), steps
         self.data_root = Path(data_root) if data_root is not None else None
@@ -80,7 +80,7 @@ class Prober:
         from rece_bench.data.store import read_meta
         from rece_bench.losses.base import lookup
         from rece_bench.models.sasrec import SASRec
-        from rece_bench.run import working_loss_params
+        from rece_bench.training.session import working_loss_params
 
         params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
         params.pop("budget_bytes", None)
@@ -131,10 +131,10 @@ def measure_peak(
     """
     import torch
 
-    from rece_bench.evaluate import Chunking, evaluate_model
     from rece_bench.memory import PeakMemory
-    from rece_bench.run import build_run, compute_of
-    from rece_bench.step import train_step
+    from rece_bench.training.evaluate import Chunking, evaluate_model
+    from rece_bench.training.session import build_run, compute_of
+    from rece_bench.training.step import train_step
 
     compute = compute or compute_of(config)
     compute.cap_memory(None)  # a cap left by an earlier budgeted run in this process must not fail the probe

@@ -37,7 +37,7 @@ from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_text
 from rece_bench.processes import process_exists
 from rece_bench.results import RUNS_DIR, RunResult, write_result
-from rece_bench.sweep import Job, SweepConfig, failed_result, run_job, schedule
+from rece_bench.sweep.grid import Job, SweepConfig, failed_result, run_job, schedule
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install "rece-bench[ray]")'
@@ -264,7 +264,7 @@ def twin_files(results_root: Path, job: Job, config: SweepConfig) -> dict[str, s
 
 
 def _load_data(config: SweepConfig, data_root: Path):
-    from rece_bench.train import load_run_data
+    from rece_bench.training.driver import load_run_data
 
     return load_run_data(data_root, config.base.dataset, config.base.max_len)
 
@@ -299,7 +299,7 @@ def remove_orphans(tmp: Path) -> None:
 
 def written_files(root: Path, seeded: set[str]) -> dict[str, str]:
     """Every JSON file under ``root`` (relative path -> text) but the checkpoints and the probes it was given."""
-    from rece_bench.checkpoint import CHECKPOINTS_DIR
+    from rece_bench.training.checkpoint import CHECKPOINTS_DIR
 
     files = {}
     for path in sorted(root.rglob("*.json")):
