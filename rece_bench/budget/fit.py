@@ -3,9 +3,9 @@
 A candidate fits when its probed peak is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training
 process is then capped at the budget (``device.Compute.cap_memory``); a training peak above the budget makes the run
 ``over_budget``. The probes run in the run's precision and with the working block the budget gives a streaming
-loss (``run.working_loss_params``), so they measure what training runs.
+loss (``training.session.working_loss_params``), so they measure what training runs.
 
-The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+The modules that import torch or pandas (``training``, ``data``) are imported inside the functions
 that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 

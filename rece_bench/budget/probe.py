@@ -1,15 +1,15 @@
 """Probes: the measured peak of one candidate.
 
-A probe builds the run of a candidate (``run.build_run``), lets Adam create its state, opens the same window as
+A probe builds the run of a candidate (``session.build_run``), lets Adam create its state, opens the same window as
 training (``memory.Meter``), runs one training step on the worst-case batch (the users with the most positions and
 seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
 tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
 more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its implementation
 revision, the model's revision, configuration, precision, device, the loss's working block) under
 ``<results>/probes``. A probe runs in the run's precision (autocast as in training) and, for a streaming loss, with
-the working block the budget gives (``run.working_loss_params``), so it measures what training will run.
+the working block the budget gives (``training.session.working_loss_params``), so it measures what training will run.
 
-The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+The modules that import torch or pandas (``training``, ``data``) are imported inside the functions
 that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 

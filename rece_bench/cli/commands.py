@@ -177,7 +177,7 @@ def run(
 
 
 def _refuse_unavailable(config: TrainConfig) -> None:
-    """A loss that cannot run here is refused before data is loaded or a probe is run (``run.build_loss_for``
+    """A loss that cannot run here is refused before data is loaded or a probe is run (``session.build_loss_for``
     checks again for every other caller)."""
     from rece_bench.losses.base import check_available
 

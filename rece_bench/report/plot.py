@@ -126,7 +126,7 @@ def plot_fronts(frame: pd.DataFrame, path: Path) -> Path:
 
 def by_setting(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs of different training settings of one dataset as if of different datasets ('gowalla [epochs 3]'), so
-    that each setting gets its own axes and no front mixes them (``report.setting_groups``)."""
+    that each setting gets its own axes and no front mixes them (``tables.setting_groups``)."""
     from rece_bench.report.tables import setting_groups
 
     if frame.empty:

@@ -6,7 +6,7 @@ a final status (ok, over_budget, oom, diverged, failed) matches it: the same dat
 hyperparameter the budget does not choose. A restarted sweep runs only what is missing, whichever engine ran it.
 
 Engines: ``LocalEngine`` runs the jobs one after another in this process, and a job left ``interrupted`` resumes
-from its last checkpoint. ``sweep_ray.RayEngine`` runs them as Ray tasks, on one machine or a cluster.
+from its last checkpoint. ``ray_engine.RayEngine`` runs them as Ray tasks, on one machine or a cluster.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A training run as the driver (``train``) and the budget probes (``budget.probe``) hold it: its state from epoch to
+"""A training run as the driver (``driver``) and the budget probes (``budget.probe``) hold it: its state from epoch to
 epoch, how it is built from a config and loaded data, how it is checkpointed and restored, and how it reads as a
 result row.
 
