@@ -16,7 +16,7 @@ run_every_loss() {
   local configs=()
   local py=python3
   [[ $rb == */* ]] && py="${rb%/*}/python"  # the interpreter beside the CLI (the venv's)
-  local losses=${LOSSES:-$("$py" -c 'from rece_bench.bench_loss import all_losses; print(*all_losses())')}
+  local losses=${LOSSES:-$("$py" -c 'from rece_bench.bench.loss import all_losses; print(*all_losses())')}
   for loss in $losses; do
     case $loss in
       bce) configs+=("bce -p n_negatives=1" "bce -p n_negatives=256") ;;

@@ -166,7 +166,7 @@ feats = {"options": {}, "available": {}, "unavailable": {}, "kernel_losses": [],
 
 
 def _parse_param(loss):
-    from rece_bench.bench_loss import parse_param
+    from rece_bench.bench.loss import parse_param
     return parse_param(f"{loss}.kernel=triton")
 
 
@@ -183,7 +183,7 @@ try:
 except Exception as exc:  # the check must go on and say why
     feats["errors"].append(f"CLI options: {exc!r}")
 try:
-    from rece_bench.bench_loss import all_losses
+    from rece_bench.bench.loss import all_losses
     from rece_bench.device import resolve_device
     from rece_bench.losses.base import lookup
     device = resolve_device(sys.argv[3])

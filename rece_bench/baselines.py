@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from rece_bench.evaluate import evaluate_popularity
 from rece_bench.results import RunResult, ensure_results_root, make_run_id, write_result
+from rece_bench.training.evaluate import evaluate_popularity
 
 
 def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: int = 200) -> RunResult:

@@ -199,7 +199,7 @@ class Compute:
         return int(torch.cuda.max_memory_allocated(self.device)) if self.is_cuda else None
 
     def free_bytes(self) -> int | None:
-        """CUDA: the free device memory; None on CPU (see ``bench_loss.free_memory_bytes``)."""
+        """CUDA: the free device memory; None on CPU (see ``bench.loss.free_memory_bytes``)."""
         import torch
 
         return int(torch.cuda.mem_get_info(self.device)[0]) if self.is_cuda else None

@@ -3,7 +3,7 @@
 Off unless ``RECE_BENCH_FAULT`` is set (to one spec):
 
 - ``step:N``: at the N-th training step of this process (after the step, before the next), where ``after_step`` is
-  called: the tests' subprocesses wrap ``train.train_step`` with it (training itself knows nothing of faults);
+  called: the tests' subprocesses wrap ``training.driver.train_step`` with it (training itself knows nothing of faults);
 - ``write:NAME:K:N``: during the K-th atomic write of a file whose name matches NAME (fnmatch), once N bytes of
   it are on disk.
 

@@ -189,7 +189,7 @@ def shown_status(result: RunResult, results_root: Path) -> tuple[str, str]:
         return result.status, result.message
     if not _process_gone(result.pid, result.process_start):
         return result.status, result.message
-    from rece_bench.checkpoint import checkpoint_dir, has_last
+    from rece_bench.training.checkpoint import checkpoint_dir, has_last
 
     where = f"its process (pid {result.pid} on {result.host}) ended"
     if has_last(checkpoint_dir(results_root, result.run_id)):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rece_bench import bench_loss
-from rece_bench.bench_loss import BenchLossConfig, parse_items, parse_param, run_bench_loss
+from rece_bench.bench import loss as bench_loss
+from rece_bench.bench.loss import BenchLossConfig, parse_items, parse_param, run_bench_loss
 from rece_bench.errors import UserError
 from rece_bench.losses.base import lookup
 

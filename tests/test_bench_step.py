@@ -2,7 +2,7 @@ import statistics
 
 import pytest
 
-from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
+from rece_bench.bench.step import StepBenchConfig, run_step_benchmark
 from rece_bench.cli.bench import parse_loss_config
 from rece_bench.errors import UserError
 
@@ -34,7 +34,7 @@ def test_too_few_batches_is_a_clear_error(tiny_data_root):
 
 
 def test_the_table_shows_each_median_with_its_spread():
-    from rece_bench.bench_step import StepBenchRow
+    from rece_bench.bench.step import StepBenchRow
     from rece_bench.cli.bench import step_table
     from rece_bench.cli.common import console
 
@@ -50,7 +50,7 @@ def test_the_command_saves_each_row_as_it_lands(tiny_data_root, tmp_path, monkey
 
     from typer.testing import CliRunner
 
-    import rece_bench.bench_step as bench_step
+    import rece_bench.bench.step as bench_step
     from rece_bench.cli import app
 
     real = bench_step.bench_one
@@ -88,7 +88,7 @@ def test_ops_and_profile_count_and_profile_one_step(tiny_data_root, tmp_path):
 
 
 def test_the_table_shows_the_op_counts_when_counted():
-    from rece_bench.bench_step import StepBenchRow
+    from rece_bench.bench.step import StepBenchRow
     from rece_bench.cli.bench import step_table
     from rece_bench.cli.common import console
 

@@ -133,7 +133,7 @@ def test_nothing_fits_names_the_smallest_candidate_and_its_need():
 
 def _fake_trainer(peak_bytes: int):
     def train(config, data_root, results_root, progress=None, resume=False):
-        from rece_bench.run import run_id_of
+        from rece_bench.training.session import run_id_of
 
         result = RunResult(
             run_id=run_id_of(config), dataset=config.dataset, loss=config.loss, params=config.hyperparameters(),
@@ -230,8 +230,8 @@ def test_candidates_a_small_catalogue_does_not_allow_are_dropped():
 def test_the_demo_fits_each_loss_to_its_budget(tmp_path):
     import contextlib
 
-    from rece_bench.demo import DemoConfig, run_demo
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.bench.demo import DemoConfig, run_demo
+    from rece_bench.report.tables import report_sections, results_frame
 
     class Silent:
         def start(self, epochs, steps_per_epoch): ...

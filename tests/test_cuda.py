@@ -28,7 +28,7 @@ from rece_bench.device import compute_for
 from rece_bench.losses import LOSSES, LossBatch, build_loss
 from rece_bench.losses.base import lookup
 from rece_bench.memory import CPU_METHOD, CUDA_METHOD, PeakMemory
-from rece_bench.train import load_run_data, train_run
+from rece_bench.training.driver import load_run_data, train_run
 
 MIB = 1 << 20
 CPU = torch.device("cpu")
@@ -356,7 +356,7 @@ def test_nvml_reads_the_gpu_torch_uses_and_counts_at_least_the_allocator_peak(cu
 
 
 def test_bench_loss_on_the_device_counts_inputs_and_their_gradients(device):
-    from rece_bench.bench_loss import BenchLossConfig, run_bench_loss
+    from rece_bench.bench.loss import BenchLossConfig, run_bench_loss
 
     items, positions = (5_000, 512) if device.type == "cuda" else (500, 64)
     params = tuple((name, key, value) for name in sorted(LOSSES) for key, value in _params_for(name).items())
@@ -445,7 +445,7 @@ def test_a_short_run_on_the_device_ends_ok_with_its_precision_and_peak(precision
 
 
 def test_bench_step_on_the_device_measures_every_loss(device, tiny_data_root):
-    from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
+    from rece_bench.bench.step import StepBenchConfig, run_step_benchmark
 
     runnable = sorted(name for name in LOSSES if LOSSES[name].unavailable_reason(device, "fp32") is None)
     assert {"ce", "rece", "sce"} <= set(runnable)

@@ -179,7 +179,7 @@ def test_nvml_missing_gives_none(monkeypatch):
 
 def test_the_trainer_fills_a_streaming_losss_block_from_the_budget_and_an_explicit_one_wins(monkeypatch, tiny_config):
     from rece_bench.device import MIB, gpu_block_bytes
-    from rece_bench.run import working_loss_params
+    from rece_bench.training.session import working_loss_params
 
     cpu = torch.device("cpu")
     assert working_loss_params(tiny_config(loss="ce_chunked"), cpu, None) == {"block_mib": 32.0}

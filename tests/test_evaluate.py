@@ -1,8 +1,8 @@
 import torch
 
 from rece_bench.data.loader import CSR, EvalSet
-from rece_bench.evaluate import Chunking, evaluate_popularity, rank_targets
-from rece_bench.metrics import metrics_from_ranks, ranking_metrics, target_ranks
+from rece_bench.training.evaluate import Chunking, evaluate_popularity, rank_targets
+from rece_bench.training.metrics import metrics_from_ranks, ranking_metrics, target_ranks
 
 
 def _exclusions(n_users, n_items, gen):

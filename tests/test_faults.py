@@ -27,7 +27,8 @@ RUN = ["run", "--dataset", "tiny", "--epochs", "2", "--patience", "2", "--batch-
 KILLED = -signal.SIGKILL
 # Run in each subprocess before the CLI: every training step is followed by faults.after_step (a step:N spec).
 STEP_FAULT = """
-from rece_bench import faults, train
+from rece_bench import faults
+from rece_bench.training import driver as train
 step = train.train_step
 def step_then_fault(*args, **kwargs):
     value = step(*args, **kwargs)
@@ -72,8 +73,8 @@ def shown(results: Path) -> dict:
 
 
 def assert_nothing_half_written(results: Path) -> None:
-    from rece_bench.checkpoint import CHECKPOINTS_DIR, load_last
     from rece_bench.results import load_results
+    from rece_bench.training.checkpoint import CHECKPOINTS_DIR, load_last
 
     assert load_results(results).unreadable == []
     for folder in (results / CHECKPOINTS_DIR).glob("*"):
@@ -110,7 +111,7 @@ def killed_before_the_first_checkpoint(data: Path, results: Path) -> None:
 
 def killed_mid_epoch(data: Path, results: Path) -> None:
     from rece_bench.data.loader import batches_per_epoch
-    from rece_bench.train import load_run_data
+    from rece_bench.training.driver import load_run_data
 
     steps = batches_per_epoch(load_run_data(data, "tiny", 12).train, 32)
     assert train(data, results, fault=f"step:{steps + 2}") == KILLED  # in epoch 2, epoch 1's checkpoint saved

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rece_bench.metrics import ranking_metrics, target_ranks
+from rece_bench.training.metrics import ranking_metrics, target_ranks
 
 
 def test_hand_computed_ranks_and_metrics():
@@ -51,7 +51,7 @@ def test_constant_scores_rank_the_target_last():
 
 
 def test_standard_errors_by_hand():
-    from rece_bench.metrics import standard_errors
+    from rece_bench.training.metrics import standard_errors
 
     ranks = torch.tensor([1, 3, 20, 2])  # HR@1 indicators 1, 0, 0, 0: mean 1/4, sample std sqrt(1/4)
     se = standard_errors(ranks, ks=(1,))

@@ -44,7 +44,7 @@ def test_every_training_or_benchmark_command_takes_threads():
 def test_a_run_trains_at_one_thread_by_default_and_records_it(tmp_path, tiny_data_root, monkeypatch):
     import torch
 
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     seen = []
     real_step = train.train_step
@@ -63,7 +63,7 @@ def test_a_run_trains_at_one_thread_by_default_and_records_it(tmp_path, tiny_dat
 
 
 def test_threads_is_no_part_of_a_runs_identity_and_bad_values_are_refused(tiny_config):
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     assert run_id_of(tiny_config(threads=1)) == run_id_of(tiny_config(threads=4))
     _one_line_error(_invoke("run", "--dataset", "tiny", "--threads", "0"), "threads", "--threads 1")
@@ -130,7 +130,7 @@ def test_sigterm_stops_a_sweep_and_the_demo_while_training(tmp_path, tiny_data_r
     import os
     import signal
 
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     monkeypatch.setattr(train, "fit", lambda *a: os.kill(os.getpid(), signal.SIGTERM))  # in train_run only
     sweep = ["sweep", "--dataset", "tiny", "--loss", "ce", "--budget", "1GB", "--max-len", "12"]
@@ -149,7 +149,8 @@ def test_sigterm_is_one_line_and_exit_130_in_every_command(command, tmp_path, mo
     import os
     import signal
 
-    from rece_bench import bench_step, demo
+    from rece_bench.bench import demo
+    from rece_bench.bench import step as bench_step
     from rece_bench.data import prepare
 
     def terminate(*args, **kwargs):
@@ -172,7 +173,7 @@ def test_sigterm_is_one_line_and_exit_130_in_every_command(command, tmp_path, mo
 
 def _stopped_after_one_epoch(tiny_data_root, results, tiny_config):
     """A run interrupted after its first epoch (checkpoint kept), as Ctrl-C or SIGTERM leaves it."""
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     class StopAfterFirstEpoch:
         def start(self, epochs, steps):
@@ -192,7 +193,7 @@ def _stopped_after_one_epoch(tiny_data_root, results, tiny_config):
 
 def test_rerunning_a_stopped_run_without_resume_is_an_error_and_keeps_its_checkpoint(tmp_path, tiny_data_root,
                                                                                      tiny_config):  # fmt: skip
-    from rece_bench.checkpoint import LAST, checkpoint_dir
+    from rece_bench.training.checkpoint import LAST, checkpoint_dir
 
     results = tmp_path / "results"
     _stopped_after_one_epoch(tiny_data_root, results, tiny_config)
@@ -249,7 +250,7 @@ def test_two_identical_runs_started_together_exactly_one_trains(tmp_path, tiny_d
     import threading
 
     from rece_bench.errors import UserError
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     results, config = tmp_path / "results", tiny_config(epochs=1)
     barrier, outcomes = threading.Barrier(2), []
@@ -280,7 +281,7 @@ def test_a_held_lock_refuses_with_one_line_and_a_dead_holders_lock_is_taken_over
     from rece_bench.config import TrainConfig
     from rece_bench.data.loader import dataset_identity
     from rece_bench.lock import RunLock, lock_path
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     results = tmp_path / "results"
     args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
@@ -330,7 +331,7 @@ def test_report_never_puts_runs_of_different_training_settings_in_one_table(tmp_
 
 
 def test_report_of_runs_of_one_setting_has_no_setting_label(tmp_path):
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.report.tables import report_sections, results_frame
     from rece_bench.results import RunResult
 
     rows = [
@@ -346,7 +347,7 @@ def test_report_of_runs_of_one_setting_has_no_setting_label(tmp_path):
 
 
 def test_budgets_that_do_not_bind_train_their_common_configuration_once(tmp_path, tiny_data_root, monkeypatch):
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     trained = []
     real_fit = train.fit
@@ -447,7 +448,7 @@ def _no_space(*args, **kwargs):
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_earlier_result_is_kept(tmp_path, tiny_data_root,
                                                                                 monkeypatch):  # fmt: skip
-    from rece_bench import checkpoint
+    from rece_bench.training import checkpoint
 
     results = tmp_path / "results"
     args = ["run", "--dataset", "tiny", *TINY_RUN, "--data-dir", tiny_data_root, "--results-dir", results]
@@ -535,8 +536,8 @@ def _front_rows(dataset: str, losses: dict[str, list[tuple[int, float]]], epochs
 def test_the_plot_gives_a_loss_one_colour_and_its_log_axis_covers_every_point():
     import matplotlib.colors
 
-    from rece_bench.plot import by_setting, fronts_figure
-    from rece_bench.report import configurations, pareto_fronts, results_frame
+    from rece_bench.report.plot import by_setting, fronts_figure
+    from rece_bench.report.tables import configurations, pareto_fronts, results_frame
 
     rows = _front_rows("a", {"rece": [(3 * 2**20, 0.02), (40 * 2**20, 0.03)], "ce": [(90 * 2**20, 0.04)]})
     rows += _front_rows("b", {"ce": [(5 * 2**20, 0.05)], "bce": [(7 * 2**20, 0.01)]})
@@ -555,8 +556,8 @@ def test_the_plot_gives_a_loss_one_colour_and_its_log_axis_covers_every_point():
 
 
 def test_the_plot_draws_each_training_setting_apart():
-    from rece_bench.plot import by_setting
-    from rece_bench.report import results_frame
+    from rece_bench.report.plot import by_setting
+    from rece_bench.report.tables import results_frame
 
     rows = _front_rows("a", {"rece": [(3 * 2**20, 0.02)]}, epochs=3) + _front_rows("a", {"ce": [(9, 0.04)]}, epochs=1)
     shown = by_setting(results_frame(rows))

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from rece_bench.cli import app
 from rece_bench.errors import UserError
-from rece_bench.plot import fronts_figure, plot_fronts, save_figure
-from rece_bench.report import configurations, pareto_fronts, results_frame
+from rece_bench.report.plot import fronts_figure, plot_fronts, save_figure
+from rece_bench.report.tables import configurations, pareto_fronts, results_frame
 from rece_bench.results import read_results
 from tests.test_report import hand_made_results
 

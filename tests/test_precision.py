@@ -71,7 +71,7 @@ def test_a_bad_precision_is_one_line_with_exit_2(command, tmp_path, tiny_data_ro
 
 
 def test_precision_is_validated_at_construction_and_is_part_of_the_identity(tiny_config):
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     with pytest.raises(UserError, match="fp32, bf16, fp16"):
         tiny_config(precision="half")
@@ -91,7 +91,7 @@ def test_an_old_result_without_precision_reads_as_fp32(tmp_path):
 
 
 def test_the_sweeps_restart_rule_tells_fp32_and_bf16_runs_apart(tiny_config):
-    from rece_bench.sweep import Job, SweepConfig, finished, job_identity
+    from rece_bench.sweep.grid import Job, SweepConfig, finished, job_identity
 
     fp32 = SweepConfig(base=tiny_config(), losses=("ce",), budgets_bytes=(10**9,))
     bf16 = dataclasses.replace(fp32, base=tiny_config(precision="bf16"))
@@ -104,7 +104,7 @@ def test_the_sweeps_restart_rule_tells_fp32_and_bf16_runs_apart(tiny_config):
 
 def test_fp16_trains_with_a_gradient_scaler_that_the_checkpoint_keeps(tiny_data_root, tiny_config, tmp_path):
     from rece_bench.data.loader import iterate_batches
-    from rece_bench.train import load_run_data, prepare_run, train_step
+    from rece_bench.training.driver import load_run_data, prepare_run, train_step
 
     config = tiny_config(precision="fp16", epochs=1)
     data = load_run_data(tiny_data_root, config.dataset, config.max_len)
@@ -122,10 +122,10 @@ def test_fp16_trains_with_a_gradient_scaler_that_the_checkpoint_keeps(tiny_data_
 
 def test_evaluation_scores_in_float32_under_a_bf16_forward(tiny_data_root, tiny_config, monkeypatch):
     """The model runs under autocast as in training; the target's score and the others' are compared in float32."""
-    from rece_bench import evaluate
     from rece_bench.device import compute_for
-    from rece_bench.run import build_run
-    from rece_bench.train import load_run_data
+    from rece_bench.training import evaluate
+    from rece_bench.training.driver import load_run_data
+    from rece_bench.training.session import build_run
 
     config = tiny_config(precision="bf16")
     data = load_run_data(tiny_data_root, config.dataset, config.max_len)

@@ -41,7 +41,7 @@ def suggested_command(message: str) -> list[str]:
 
 def interrupted_run(data_root, results, tiny_config):
     """A run stopped by Ctrl-C after its first epoch: a result and a last checkpoint to resume from."""
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     class StopAfterFirstEpoch:
         def start(self, epochs, steps_per_epoch):
@@ -63,9 +63,9 @@ def interrupted_run(data_root, results, tiny_config):
 
 
 def test_resume_from_a_truncated_checkpoint_keeps_it_aside_and_says_to_run_again(tiny_data_root, tiny_config, tmp_path):
-    from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.data.loader import dataset_identity
-    from rece_bench.run import run_id_of
+    from rece_bench.training.checkpoint import LAST, checkpoint_dir
+    from rece_bench.training.session import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
     folder = checkpoint_dir(tmp_path, run_id_of(config, dataset_identity(tiny_data_root, "tiny")))
@@ -83,9 +83,9 @@ def test_resume_from_a_truncated_checkpoint_keeps_it_aside_and_says_to_run_again
 def test_a_checkpoint_that_is_no_checkpoint_is_damage_too(tiny_data_root, tiny_config, tmp_path):
     import torch
 
-    from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.data.loader import dataset_identity
-    from rece_bench.run import run_id_of
+    from rece_bench.training.checkpoint import LAST, checkpoint_dir
+    from rece_bench.training.session import run_id_of
 
     config = interrupted_run(tiny_data_root, tmp_path, tiny_config)
     last = checkpoint_dir(tmp_path, run_id_of(config, dataset_identity(tiny_data_root, "tiny"))) / LAST
@@ -197,8 +197,8 @@ def test_report_and_plot_say_the_front_is_chosen_by_validation(tmp_path):
     root = hand_made_results(tmp_path / "results")
     markdown = invoke("report", "--format", "markdown", "--results-dir", root).stdout
     assert "| valid NDCG@10 | test NDCG@10 |" in markdown and "need not rise along the front" in markdown
-    from rece_bench.plot import FRONT_CAPTION, fronts_figure
-    from rece_bench.report import configurations, pareto_fronts, results_frame
+    from rece_bench.report.plot import FRONT_CAPTION, fronts_figure
+    from rece_bench.report.tables import configurations, pareto_fronts, results_frame
     from rece_bench.results import read_results
 
     figure = fronts_figure(pareto_fronts(configurations(results_frame(read_results(root)))))
@@ -221,7 +221,7 @@ def test_the_result_exists_from_the_first_step_with_pid_and_host(tiny_data_root,
     import os
     import socket
 
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     seen, real_step = [], train.train_step
 
@@ -240,7 +240,7 @@ def test_the_result_exists_from_the_first_step_with_pid_and_host(tiny_data_root,
 
 
 def test_ctrl_c_before_the_first_checkpoint_says_run_again_and_resume_agrees(tiny_data_root, tmp_path, monkeypatch):
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     real_step, steps = train.train_step, []
 
@@ -319,8 +319,8 @@ def test_a_run_that_is_running_here_is_not_started_twice(tiny_data_root, tmp_pat
 
 
 def test_a_late_user_error_leaves_the_results_as_they_were(tiny_data_root, tiny_config, tmp_path, monkeypatch):
-    from rece_bench import train
     from rece_bench.errors import UserError
+    from rece_bench.training import driver as train
 
     def bad_input(*args):
         raise UserError("n_negatives=64 exceeds the 63 items some user has not seen: choose n_negatives <= 63")
@@ -337,7 +337,7 @@ def test_a_late_user_error_leaves_the_results_as_they_were(tiny_data_root, tiny_
 
 
 def test_a_loss_that_blows_up_but_stays_finite_is_diverged(tiny_data_root, tiny_config, tmp_path):
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     result = train_run(tiny_config(lr=10.0, epochs=4), tiny_data_root, tmp_path)
     assert result.status == "diverged" and "over 10x the first step's" in result.message and "--lr" in result.message

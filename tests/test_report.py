@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rece_bench.cli import app
-from rece_bench.render import render_text
-from rece_bench.report import configurations, pareto_fronts, results_frame, table2
+from rece_bench.report.render import render_text
+from rece_bench.report.tables import configurations, pareto_fronts, results_frame, table2
 from rece_bench.results import RunResult, make_run_id, read_results, write_result
 
 runner = CliRunner()

@@ -6,12 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from rece_bench.budget.choice import Probe
-from rece_bench.checkpoint import LAST, checkpoint_dir
 from rece_bench.cli import app
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.results import RunResult, read_results, write_result
-from rece_bench.sweep import Job, SweepConfig, plan_jobs, run_sweep, schedule
+from rece_bench.sweep.grid import Job, SweepConfig, plan_jobs, run_sweep, schedule
+from rece_bench.training.checkpoint import LAST, checkpoint_dir
 
 runner = CliRunner()
 MB = 10**6
@@ -47,7 +47,7 @@ class FakeTrainer:
 
     def __call__(self, config, data_root, results_root, progress=None, resume=False, data=None):
         from rece_bench.data.loader import dataset_identity
-        from rece_bench.run import run_id_of
+        from rece_bench.training.session import run_id_of
 
         self.calls.append((config.loss, config.batch_size, resume))
         stopped = self.stop_at is not None and len(self.calls) == self.stop_at
@@ -69,7 +69,7 @@ class FakeTrainer:
 
 def _sweep(monkeypatch, trainer, *args):
     """``run_sweep`` with ``trainer`` in place of ``train.train_run``."""
-    from rece_bench import train
+    from rece_bench.training import driver as train
 
     monkeypatch.setattr(train, "train_run", trainer)
     return run_sweep(*args)

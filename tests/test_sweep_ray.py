@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from rece_bench.cli import app
 from rece_bench.config import TrainConfig
 from rece_bench.results import RunResult, read_results, write_result
-from rece_bench.sweep import SweepConfig, run_sweep
-from rece_bench.sweep_ray import JOB_DIR_PREFIX, RayEngine
+from rece_bench.sweep.grid import SweepConfig, run_sweep
+from rece_bench.sweep.ray_engine import JOB_DIR_PREFIX, RayEngine
 
 ray = pytest.importorskip("ray")
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Scripted:
         self.sleep_s = sleep_s
 
     def __call__(self, config, data_root, results_root, progress=None, resume=False, data=None):
-        from rece_bench.run import run_id_of
+        from rece_bench.training.session import run_id_of
 
         key = f"{config.loss}-{config.batch_size}"
         with open(self.folder / "attempts.log", "a") as handle:
@@ -122,8 +122,8 @@ class ScriptedRay(RayEngine):
 
 def _train_with(trainer: Scripted, *args):
     """The engine's job in a worker, with ``trainer`` as ``train.train_run`` for its duration (workers are reused)."""
-    from rece_bench import train
-    from rece_bench.sweep_ray import _train_job
+    from rece_bench.sweep.ray_engine import _train_job
+    from rece_bench.training import driver as train
 
     real = train.train_run
     train.train_run = trainer

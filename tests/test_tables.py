@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-from rece_bench import tables
 from rece_bench.cli import app
+from rece_bench.cli import layout as tables
 from tests.test_report import hand_made_results
 
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from rece_bench import run as run_module
-from rece_bench import train as train_module
 from rece_bench.results import read_results
-from rece_bench.train import train_run
+from rece_bench.training import driver as train_module
+from rece_bench.training import session as run_module
+from rece_bench.training.driver import train_run
 
 
 class StopAfterEpoch:
@@ -76,9 +76,9 @@ def test_resume_after_an_interruption_ends_with_the_metrics_of_a_straight_run(
 
 
 def test_resume_from_an_older_checkpoint_format_is_a_clear_error(tiny_data_root, tiny_config, tmp_path):
-    from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.data.loader import dataset_identity
     from rece_bench.errors import UserError
+    from rece_bench.training.checkpoint import LAST, checkpoint_dir
 
     config = tiny_config()
     with pytest.raises(KeyboardInterrupt):

@@ -3,9 +3,9 @@
 A candidate fits when its probed peak is at most ``1 - headroom_fraction`` (95%) of the budget. On CUDA the training
 process is then capped at the budget (``device.Compute.cap_memory``); a training peak above the budget makes the run
 ``over_budget``. The probes run in the run's precision and with the working block the budget gives a streaming
-loss (``run.working_loss_params``), so they measure what training runs.
+loss (``training.session.working_loss_params``), so they measure what training runs.
 
-The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+The modules that import torch or pandas (``training``, ``data``) are imported inside the functions
 that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 
@@ -58,8 +58,8 @@ def train_within_budget(
     ``data_root`` may be None. A given ``trainer`` (the sweep's, which trains a configuration once; the CLI's,
     which may restart) is called as ``train_run`` is, without ``data``.
     """
-    from rece_bench.run import compute_of
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
+    from rece_bench.training.session import compute_of
 
     ensure_results_root(results_root)
     compute = compute_of(config)  # a bad device fails here, before any probe
@@ -94,7 +94,7 @@ def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None
 
 def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
     """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     smallest = error.smallest.candidate.apply(config, budget_bytes)
     return RunResult(

@@ -1,15 +1,15 @@
 """Probes: the measured peak of one candidate.
 
-A probe builds the run of a candidate (``run.build_run``), lets Adam create its state, opens the same window as
+A probe builds the run of a candidate (``session.build_run``), lets Adam create its state, opens the same window as
 training (``memory.Meter``), runs one training step on the worst-case batch (the users with the most positions and
 seen items) and evaluates one chunk of validation users, and reads the peak: the CUDA allocator's on a GPU, live
 tensor bytes on CPU. Validation of a budgeted run goes in chunks of at most ``batch_size`` users, so it never needs
 more than a training step (the metrics do not change). Probes are cached per (dataset, loss and its implementation
 revision, the model's revision, configuration, precision, device, the loss's working block) under
 ``<results>/probes``. A probe runs in the run's precision (autocast as in training) and, for a streaming loss, with
-the working block the budget gives (``run.working_loss_params``), so it measures what training will run.
+the working block the budget gives (``training.session.working_loss_params``), so it measures what training will run.
 
-The modules that import torch or pandas (``run``, ``train``, ``step``, ``data``) are imported inside the functions
+The modules that import torch or pandas (``training``, ``data``) are imported inside the functions
 that need them, so that `rece-bench --help` stays fast; none of them imports ``budget`` back.
 """
 
@@ -47,7 +47,7 @@ class Prober:
     ) -> None:
         """``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None.
         ``budget_bytes``: the budget probed for, which sizes a streaming loss's block as it will in training."""
-        from rece_bench.run import compute_of
+        from rece_bench.training.session import compute_of
 
         self.base, self.results_root, self.steps = base, Path(results_root), steps
         self.data_root = Path(data_root) if data_root is not None else None
@@ -80,7 +80,7 @@ class Prober:
         from rece_bench.data.store import read_meta
         from rece_bench.losses.base import lookup
         from rece_bench.models.sasrec import SASRec
-        from rece_bench.run import working_loss_params
+        from rece_bench.training.session import working_loss_params
 
         params = {k: v for k, v in config.hyperparameters().items() if k not in ("epochs", "patience", "seed")}
         params.pop("budget_bytes", None)
@@ -131,10 +131,10 @@ def measure_peak(
     """
     import torch
 
-    from rece_bench.evaluate import Chunking, evaluate_model
     from rece_bench.memory import PeakMemory
-    from rece_bench.run import build_run, compute_of
-    from rece_bench.step import train_step
+    from rece_bench.training.evaluate import Chunking, evaluate_model
+    from rece_bench.training.session import build_run, compute_of
+    from rece_bench.training.step import train_step
 
     compute = compute or compute_of(config)
     compute.cap_memory(None)  # a cap left by an earlier budgeted run in this process must not fail the probe

@@ -21,8 +21,8 @@ def popularity(
     """Rank items by training popularity and evaluate it like a model (saved as loss 'popularity')."""
     from rece_bench.baselines import popularity_run
     from rece_bench.paths import data_root, results_root
-    from rece_bench.render import rich_table
-    from rece_bench.report import results_frame
+    from rece_bench.report.render import rich_table
+    from rece_bench.report.tables import results_frame
 
     with user_errors():
         result = popularity_run(dataset, data_root(data_dir), results_root(results_dir), max_len)

@@ -56,7 +56,7 @@ def bench_step(
     """Time and measure a whole training step (forward, loss, backward, Adam) for each loss configuration."""
     from datetime import datetime, timezone
 
-    from rece_bench.bench_step import StepBenchConfig, run_step_benchmark
+    from rece_bench.bench.step import StepBenchConfig, run_step_benchmark
     from rece_bench.io import atomic_write_json
     from rece_bench.paths import data_root, results_root
     from rece_bench.results import ensure_results_root

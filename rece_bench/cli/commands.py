@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn, Optional
 
 import typer
 
+from rece_bench.bench.demo import DemoConfig
 from rece_bench.budget.sizes import format_size
 from rece_bench.cli.common import (
     BudgetOption,
@@ -27,7 +28,6 @@ from rece_bench.cli.common import (
     user_errors,
 )
 from rece_bench.config import TrainConfig
-from rece_bench.demo import DemoConfig
 from rece_bench.errors import UserError
 from rece_bench.threads import job_threads
 
@@ -75,7 +75,7 @@ class RichTrainingProgress:
 
 def _train_and_show(config, data_dir: Path | None, results_dir: Path | None, resume: bool = False, restart=False):
     from rece_bench.paths import data_root, results_root
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     with RichTrainingProgress(config.loss) as progress:  # SIGTERM is Ctrl-C in every command (rece_bench.signals)
         try:
@@ -177,7 +177,7 @@ def run(
 
 
 def _refuse_unavailable(config: TrainConfig) -> None:
-    """A loss that cannot run here is refused before data is loaded or a probe is run (``run.build_loss_for``
+    """A loss that cannot run here is refused before data is loaded or a probe is run (``session.build_loss_for``
     checks again for every other caller)."""
     from rece_bench.losses.base import check_available
 
@@ -201,7 +201,7 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
     from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     budget_bytes = parse_size(budget)
     ladders = read_grid(grid) if grid is not None else None
@@ -236,8 +236,8 @@ def _given_batch(given: dict) -> list[str]:
 
 
 def _show_rows(rows: list[dict], title: str) -> None:
-    from rece_bench.render import rich_table
-    from rece_bench.report import results_frame
+    from rece_bench.report.render import rich_table
+    from rece_bench.report.tables import results_frame
 
     print_table(rich_table(results_frame(rows), title=title))
 
@@ -260,8 +260,8 @@ def report(
 ) -> None:
     """Per dataset: the paper's Table 2 (best configuration of each loss within a budget) and the Pareto fronts."""
     from rece_bench.paths import results_root
-    from rece_bench.render import FORMATS, render_text, rich_sections, rich_table
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.report.render import FORMATS, render_text, rich_sections, rich_table
+    from rece_bench.report.tables import report_sections, results_frame
     from rece_bench.results import load_results
 
     with user_errors():
@@ -276,7 +276,7 @@ def report(
             console.print(f"no results under {root}: run `rece-bench run` or `rece-bench sweep` first")
             return
         if plot is not None:
-            from rece_bench.plot import plot_fronts
+            from rece_bench.report.plot import plot_fronts
 
             plot_fronts(frame, plot)
         if fmt == "table":
@@ -319,7 +319,7 @@ def demo(
 ) -> None:
     """The main job on the embedded default: CE, CE- and RECE fitted to one small memory budget on a synthetic set,
     shown as the paper's Table 2 and Pareto fronts, with popularity for scale."""
-    from rece_bench.demo import run_demo
+    from rece_bench.bench.demo import run_demo
     from rece_bench.paths import data_root, results_root
 
     with user_errors():
@@ -357,8 +357,8 @@ def _show_choices(runs) -> None:
 
 
 def _show_report(rows: list[dict]) -> None:
-    from rece_bench.render import rich_sections
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.report.render import rich_sections
+    from rece_bench.report.tables import report_sections, results_frame
 
     for table in rich_sections(report_sections(results_frame(rows))):
         print_table(table)

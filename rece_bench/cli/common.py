@@ -30,8 +30,8 @@ err_console = Console(stderr=True)
 
 def print_table(table) -> None:
     """Print a Rich table laid out for the console's width: no number split, no column dropped
-    (``rece_bench.tables``)."""
-    from rece_bench.tables import fit_table
+    (``rece_bench.cli.layout``)."""
+    from rece_bench.cli.layout import fit_table
 
     console.print(fit_table(table, console.width))
 

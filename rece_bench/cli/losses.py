@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from rece_bench.bench_loss import BenchLossConfig
+from rece_bench.bench.loss import BenchLossConfig
 from rece_bench.cli.common import (
     PrecisionOption,
     ResultsDirOption,
@@ -22,7 +22,7 @@ from rece_bench.cli.common import (
 from rece_bench.threads import job_threads
 
 if TYPE_CHECKING:
-    from rece_bench.bench_loss import BenchLossRow
+    from rece_bench.bench.loss import BenchLossRow
 
 OptInt = Optional[int]  # noqa: UP045 - typer reads the annotation at runtime
 OptStrList = Optional[list[str]]  # noqa: UP045
@@ -97,7 +97,7 @@ def bench_loss_command(
 ) -> None:
     """Forward+backward of each loss alone on random data: peak memory, median time, loss value."""
     with user_errors():
-        from rece_bench.bench_loss import (
+        from rece_bench.bench.loss import (
             all_losses,
             parse_items,
             parse_param,

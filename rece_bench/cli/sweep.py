@@ -139,7 +139,7 @@ def summary_table(summary):
 
 
 def paper_seeds(count: int) -> tuple[int, ...]:
-    from rece_bench.sweep import PAPER_SEEDS
+    from rece_bench.sweep.grid import PAPER_SEEDS
 
     if not 1 <= count <= len(PAPER_SEEDS):
         raise UserError(f"--seeds {count}: the paper's seeds are {PAPER_SEEDS}: pass --seeds 1, 2 or 3")
@@ -186,7 +186,7 @@ def sweep(
 ) -> None:
     """Run a grid of losses, budgets and seeds; skips what is done, so the same command resumes a stopped sweep."""
     from rece_bench.paths import data_root, results_root
-    from rece_bench.sweep import run_sweep
+    from rece_bench.sweep.grid import run_sweep
 
     with user_errors():
         _refuse_workers(workers)
@@ -218,7 +218,7 @@ def _refuse_workers(workers: int | None) -> None:
 def _sweep_config(base: TrainConfig, losses: list[str], budgets: list[str] | None, seeds: int, grid):
     from rece_bench.budget.ladder import read_grid
     from rece_bench.budget.sizes import parse_size
-    from rece_bench.sweep import SweepConfig
+    from rece_bench.sweep.grid import SweepConfig
 
     return SweepConfig(
         base=base, losses=tuple(losses), budgets_bytes=tuple(parse_size(b) for b in budgets or []),
@@ -245,7 +245,7 @@ def sweep_engine(engine: str, address, cpus_per_job: int, gpus_per_job, retries:
         raise UserError(f"unknown --engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "local":
         return None
-    from rece_bench.sweep_ray import RayEngine
+    from rece_bench.sweep.ray_engine import RayEngine
 
     return RayEngine(address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job, retries=retries)
 

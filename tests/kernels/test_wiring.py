@@ -56,7 +56,7 @@ def test_without_triton_auto_says_so_once_and_triton_names_the_install(monkeypat
 
 
 def test_bench_loss_takes_the_kernel_parameter() -> None:
-    from rece_bench.bench_loss import parse_param
+    from rece_bench.bench.loss import parse_param
 
     assert parse_param("ce_chunked.kernel=triton") == ("ce_chunked", "kernel", "triton")
     assert parse_param("rece.kernel=torch") == ("rece", "kernel", "torch")

@@ -272,7 +272,7 @@ def test_facts_reach_the_listing_the_budget_and_the_trainer():
 @pytest.mark.parametrize("sampler", ["popularity", "in_batch"])
 def test_trains_with_the_counts_the_trainer_fills(tiny_data_root, tiny_config, tmp_path, sampler):
     """The trainer builds the loss with the training split's item_counts (data_inputs) and a run completes."""
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     params = {"n_negatives": 16, "sampler": sampler}
     result = train_run(tiny_config(loss="ce_logq", loss_params=params, epochs=1), tiny_data_root, tmp_path)

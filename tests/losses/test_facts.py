@@ -67,7 +67,7 @@ def test_a_registered_loss_brings_its_paper_preset(throwaway_loss):
 
 
 def test_a_registered_loss_takes_its_row_and_the_papers_numbers_in_the_report(throwaway_loss):
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.report.tables import report_sections, results_frame
 
     def row(loss, params, ndcg):
         return {

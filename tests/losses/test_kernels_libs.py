@@ -201,7 +201,7 @@ def test_asking_for_one_where_it_cannot_run_is_one_line_and_writes_nothing(
 
 
 def test_bench_loss_over_every_loss_skips_them_with_the_reason(tmp_path, monkeypatch, no_interpreter):
-    import rece_bench.bench_loss as bench_loss
+    import rece_bench.bench.loss as bench_loss
 
     every = bench_loss.all_losses()
     assert set(every) == set(LOSSES)  # the default: every registered loss, these two included
@@ -232,7 +232,7 @@ def _row(loss: str, ndcg: float, peak: int) -> dict:
 
 
 def test_the_report_orders_them_beside_ce_with_the_papers_ce_numbers():
-    from rece_bench.report import report_sections, results_frame
+    from rece_bench.report.tables import report_sections, results_frame
 
     rows = [_row("rece", 0.05, 10**8), _row("liger_ce", 0.04, 2 * 10**8), _row("ce", 0.039, 10**9),
             _row("cce", 0.041, 3 * 10**8), _row("ce_chunked", 0.038, 4 * 10**8)]  # fmt: skip
@@ -243,8 +243,8 @@ def test_the_report_orders_them_beside_ce_with_the_papers_ce_numbers():
 
 
 def test_the_plot_draws_them_as_their_own_lines():
-    from rece_bench.plot import fronts_figure
-    from rece_bench.report import configurations, pareto_fronts, results_frame
+    from rece_bench.report.plot import fronts_figure
+    from rece_bench.report.tables import configurations, pareto_fronts, results_frame
 
     rows = [_row("ce", 0.039, 10**9), _row("cce", 0.041, 3 * 10**8), _row("liger_ce", 0.04, 2 * 10**8)]
     figure = fronts_figure(pareto_fronts(configurations(results_frame(rows))))

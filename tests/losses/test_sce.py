@@ -252,7 +252,7 @@ def test_facts_reach_the_listing_the_budget_and_the_presets():
 
 @pytest.mark.parametrize("mix_x", [False, True])
 def test_trains_end_to_end(tiny_data_root, tiny_config, tmp_path, mix_x):
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     params = {"bucket_size_y": 16, "mix_x": mix_x}
     result = train_run(tiny_config(loss="sce", loss_params=params, epochs=1), tiny_data_root, tmp_path)

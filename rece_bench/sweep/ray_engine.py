@@ -11,8 +11,8 @@ Jobs are handed out as room frees up: at most as many tasks are in flight as the
 once (their CPUs over ``cpus_per_job``, their GPUs over ``gpus_per_job``), recounted whenever a task ends, so a
 node that joins takes work and no job waits behind another's shard. A budgeted job is handed out only once the
 job of its loss and seed at the next smaller budget has its result, and its task gets the ok results of its loss and
-seed, so that a configuration two budgets choose is trained once, as on the local engine (``sweep.schedule``,
-``sweep.once``). A task whose worker process or node dies is
+seed, so that a configuration two budgets choose is trained once, as on the local engine (``grid.schedule``,
+``grid.once``). A task whose worker process or node dies is
 retried ``retries`` times by Ray, from the start of its job (its checkpoints died with it); a task that raises is
 not retried. A job that still fails is recorded with status ``failed`` and the error's first line. On Ctrl-C the
 tasks in flight are cancelled and nothing of theirs is recorded, so the same command runs them again.
@@ -37,7 +37,7 @@ from rece_bench.errors import UserError
 from rece_bench.io import atomic_write_text
 from rece_bench.processes import process_exists
 from rece_bench.results import RUNS_DIR, RunResult, write_result
-from rece_bench.sweep import Job, SweepConfig, failed_result, run_job, schedule
+from rece_bench.sweep.grid import Job, SweepConfig, failed_result, run_job, schedule
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install -e ".[ray]" (or pip install "rece-bench[ray]")'
@@ -186,7 +186,7 @@ class Room:
 
 def hand_out(ray, todo: Sequence[Job], submit, room: Room, config, results_root, progress, retries: int) -> list:
     """Keep the cluster's room full of tasks until every job has a result, a job only once the job it waits for
-    (``sweep.schedule``) has its result; Ctrl-C cancels what is in flight."""
+    (``grid.schedule``) has its result; Ctrl-C cancels what is in flight."""
     waiting, running, runs, done = deque(schedule(todo)), {}, [], set()  # done: id() of each job with a result
     try:
         while waiting or running:
@@ -248,7 +248,7 @@ def cached_probes(results_root: Path, dataset: str) -> dict[str, str]:
 
 def twin_files(results_root: Path, job: Job, config: SweepConfig) -> dict[str, str]:
     """The ok results of ``job``'s loss and seed under other budgets (relative path -> file text): the task looks
-    among them for a run of the configuration its budget chooses (``sweep.once``), as a local job looks in the
+    among them for a run of the configuration its budget chooses (``grid.once``), as a local job looks in the
     results root. Jobs of the grid (no budget) get none."""
     from rece_bench.results import read_results, result_path
 
@@ -264,7 +264,7 @@ def twin_files(results_root: Path, job: Job, config: SweepConfig) -> dict[str, s
 
 
 def _load_data(config: SweepConfig, data_root: Path):
-    from rece_bench.train import load_run_data
+    from rece_bench.training.driver import load_run_data
 
     return load_run_data(data_root, config.base.dataset, config.base.max_len)
 
@@ -299,7 +299,7 @@ def remove_orphans(tmp: Path) -> None:
 
 def written_files(root: Path, seeded: set[str]) -> dict[str, str]:
     """Every JSON file under ``root`` (relative path -> text) but the checkpoints and the probes it was given."""
-    from rece_bench.checkpoint import CHECKPOINTS_DIR
+    from rece_bench.training.checkpoint import CHECKPOINTS_DIR
 
     files = {}
     for path in sorted(root.rglob("*.json")):

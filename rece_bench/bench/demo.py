@@ -66,7 +66,7 @@ def run_demo(config: DemoConfig, progress_for: ProgressFactory) -> list[DemoRun]
     from rece_bench.budget.plan import Budget
     from rece_bench.config import TrainConfig
     from rece_bench.results import ensure_results_root
-    from rece_bench.train import train_run
+    from rece_bench.training.driver import train_run
 
     ensure_results_root(config.results_root)
     prepare_demo_data(config)

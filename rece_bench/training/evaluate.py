@@ -17,7 +17,7 @@ import torch
 
 from rece_bench.data.loader import CSR, EvalSet
 from rece_bench.device import compute_for
-from rece_bench.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks, standard_errors
+from rece_bench.training.metrics import DEFAULT_KS, EXCLUDED_RANK, metrics_from_ranks, standard_errors
 
 
 @dataclass(frozen=True)

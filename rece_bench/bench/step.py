@@ -28,9 +28,9 @@ from rece_bench.data.loader import TrainBatch, iterate_batches, load_run_data
 from rece_bench.errors import UserError
 from rece_bench.losses.base import check_available
 from rece_bench.memory import PeakMemory
-from rece_bench.run import build_run
-from rece_bench.step import loss_inputs, train_step
 from rece_bench.threads import DEFAULT_THREADS, check_threads, with_config_threads
+from rece_bench.training.session import build_run
+from rece_bench.training.step import loss_inputs, train_step
 
 
 @dataclass(frozen=True)

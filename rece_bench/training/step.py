@@ -1,4 +1,4 @@
-"""The training step, shared by the driver (``train``), the budget's probe (``budget.probe``) and ``bench-step``:
+"""The training step, shared by the driver (``driver``), the budget's probe (``budget.probe``) and ``bench-step``:
 forward and loss under the precision's autocast, backward, optimiser step.
 
 Shape letters (B, L, D, N, C) as in ``docs/notation.md``.

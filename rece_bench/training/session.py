@@ -1,4 +1,4 @@
-"""A training run as the driver (``train``) and the budget probes (``budget.probe``) hold it: its state from epoch to
+"""A training run as the driver (``driver``) and the budget probes (``budget.probe``) hold it: its state from epoch to
 epoch, how it is built from a config and loaded data, how it is checkpointed and restored, and how it reads as a
 result row.
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from rece_bench.checkpoint import save_last
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import RunData
 from rece_bench.device import MIB, Compute, compute_for, working_block_bytes
@@ -22,6 +21,7 @@ from rece_bench.losses import build_loss
 from rece_bench.losses.base import check_available, lookup
 from rece_bench.models.sasrec import SASRec, SASRecConfig
 from rece_bench.results import RunRecord, RunResult, make_run_id
+from rece_bench.training.checkpoint import save_last
 
 SELECTION_METRIC = "ndcg@10"
 

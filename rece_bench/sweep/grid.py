@@ -6,7 +6,7 @@ a final status (ok, over_budget, oom, diverged, failed) matches it: the same dat
 hyperparameter the budget does not choose. A restarted sweep runs only what is missing, whichever engine ran it.
 
 Engines: ``LocalEngine`` runs the jobs one after another in this process, and a job left ``interrupted`` resumes
-from its last checkpoint. ``sweep_ray.RayEngine`` runs them as Ray tasks, on one machine or a cluster.
+from its last checkpoint. ``ray_engine.RayEngine`` runs them as Ray tasks, on one machine or a cluster.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
     It carries the job's own configuration (under a budget, the base one: nothing was chosen), so the restart
     rule counts the job as done; delete the file to run it again.
     """
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
     return RunResult(
@@ -313,7 +313,7 @@ def trained_twin(results_root: Path, config: TrainConfig, data_id: str | None) -
 def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data_id: str | None) -> RunResult:
     """``twin``'s result, recorded as this budget's run (its own id and budget), saying where it comes from."""
     from rece_bench.budget.sizes import format_size
-    from rece_bench.run import run_id_of
+    from rece_bench.training.session import run_id_of
 
     result = dataclasses.replace(
         twin, run_id=run_id_of(config, data_id), budget_bytes=config.budget_bytes, pid=None, host=None,
@@ -326,10 +326,10 @@ def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data
 
 def _resuming(data=None) -> Trainer:
     """``train_run``, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
-    from rece_bench import train as training  # imports torch: here, so that `rece-bench --help` stays fast
-    from rece_bench.checkpoint import LAST, checkpoint_dir
     from rece_bench.data.loader import dataset_identity
-    from rece_bench.run import run_id_of
+    from rece_bench.training import driver as training  # imports torch: here, so that `rece-bench --help` stays fast
+    from rece_bench.training.checkpoint import LAST, checkpoint_dir
+    from rece_bench.training.session import run_id_of
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)

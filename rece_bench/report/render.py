@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 
 from rece_bench.errors import UserError
-from rece_bench.metrics import metric_names
-from rece_bench.report import (
+from rece_bench.report.tables import (
     METRIC_COLUMNS,
     Cell,
     Section,
@@ -20,6 +19,7 @@ from rece_bench.report import (
     fmt_seconds,
     report_sections,
 )
+from rece_bench.training.metrics import metric_names
 
 FORMATS = ("table", "markdown", "csv", "json", "latex")
 TABLE_COLUMNS = ("dataset", "loss", "precision", *METRIC_COLUMNS, "peak", "train_time_s", "epochs", "status")

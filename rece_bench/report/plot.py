@@ -57,7 +57,7 @@ def fronts_figure(fronts: pd.DataFrame):
 
 def loss_colours(losses: pd.Series) -> dict[str, str]:
     """One colour per loss for the whole figure (every dataset), in the report's order of losses."""
-    from rece_bench.report import _loss_order
+    from rece_bench.report.tables import _loss_order
 
     return {loss: f"C{i % 10}" for i, loss in enumerate(_loss_order(list(losses.unique())))}
 
@@ -119,15 +119,15 @@ def save_figure(figure, path: Path, dpi: int = 120) -> Path:
 
 def plot_fronts(frame: pd.DataFrame, path: Path) -> Path:
     """Result rows -> Pareto fronts -> the figure, saved as ``path``."""
-    from rece_bench.report import configurations, pareto_fronts
+    from rece_bench.report.tables import configurations, pareto_fronts
 
     return save_figure(fronts_figure(pareto_fronts(configurations(by_setting(frame)))), path)
 
 
 def by_setting(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs of different training settings of one dataset as if of different datasets ('gowalla [epochs 3]'), so
-    that each setting gets its own axes and no front mixes them (``report.setting_groups``)."""
-    from rece_bench.report import setting_groups
+    that each setting gets its own axes and no front mixes them (``tables.setting_groups``)."""
+    from rece_bench.report.tables import setting_groups
 
     if frame.empty:
         return frame

@@ -19,7 +19,13 @@ from typing import Any, Protocol
 
 import torch
 
-from rece_bench.checkpoint import (
+from rece_bench.config import TrainConfig
+from rece_bench.data.loader import RunData, batches_per_epoch, iterate_batches, load_run_data
+from rece_bench.errors import UserError
+from rece_bench.memory import Meter, PeakMemory
+from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, within_budget
+from rece_bench.threads import with_config_threads
+from rece_bench.training.checkpoint import (
     CHECKPOINTS_DIR,
     checkpoint_dir,
     clean_temporaries,
@@ -29,13 +35,8 @@ from rece_bench.checkpoint import (
     load_last,
     save_best,
 )
-from rece_bench.config import TrainConfig
-from rece_bench.data.loader import RunData, batches_per_epoch, iterate_batches, load_run_data
-from rece_bench.errors import UserError
-from rece_bench.evaluate import Chunking, evaluate_model
-from rece_bench.memory import Meter, PeakMemory
-from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, within_budget
-from rece_bench.run import (
+from rece_bench.training.evaluate import Chunking, evaluate_model
+from rece_bench.training.session import (
     SELECTION_METRIC,
     Run,
     TrainState,
@@ -43,8 +44,7 @@ from rece_bench.run import (
     result_of,
     run_id_of,
 )
-from rece_bench.step import Diverged, train_step
-from rece_bench.threads import with_config_threads
+from rece_bench.training.step import Diverged, train_step
 
 log = logging.getLogger(__name__)
 
