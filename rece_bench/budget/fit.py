@@ -11,6 +11,7 @@ that need them, so that `rece-bench --help` stays fast; none of them imports ``b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from rece_bench.budget.plan import Budget, catalogue_size, plan_candidates
 from rece_bench.budget.probe import Prober
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
-from rece_bench.results import RunResult, ensure_results_root
+from rece_bench.memory import MemoryStats
+from rece_bench.results import Outcome, RunIdentity, RunResult, ensure_results_root, result_row
 from rece_bench.threads import with_config_threads
 
 CHOICES_DIR = "budget"
@@ -94,11 +96,6 @@ def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None
 
 def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
     """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
-    from rece_bench.training.session import run_id_of
-
     smallest = error.smallest.candidate.apply(config, budget_bytes)
-    return RunResult(
-        run_id=run_id_of(smallest), dataset=config.dataset, loss=config.loss, params=smallest.hyperparameters(),
-        seed=config.seed, device=config.device, precision=config.precision, status="over_budget",
-        peak_bytes=error.smallest.peak_bytes, budget_bytes=budget_bytes, message=str(error),
-    )  # fmt: skip
+    identity = dataclasses.replace(RunIdentity.of(smallest), threads=None)  # nothing ran: no threads to record
+    return result_row(identity, Outcome("over_budget", str(error)), MemoryStats(error.smallest.peak_bytes))
