@@ -283,13 +283,13 @@ def once(trainer: Trainer, data=None) -> Trainer:
     within this budget too), its result is recorded for this budget with a message pointing to that run, instead
     of training it again. Budgets that do not bind choose the same configuration; it is trained once."""
 
-    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
         from rece_bench.data.loader import dataset_identity
 
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
         twin = trained_twin(results_root, config, data_id)
         if twin is None or resume:
-            return trainer(config, data_root, results_root, progress, resume=resume)
+            return trainer(config, data_root, results_root, progress, resume=resume, data=data)
         return repeat_result(results_root, twin, config, data_id)
 
     return train
@@ -334,7 +334,7 @@ def _resuming(data=None) -> Trainer:
     from rece_bench.training.checkpoint import LAST, checkpoint_dir
     from rece_bench.training.session import run_id_of
 
-    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
         resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
         return training.train_run(config, data_root, results_root, progress, resume=resume, data=data)
