@@ -7,7 +7,16 @@ from pathlib import Path
 
 import torch
 
-from rece_bench.results import RunResult, ensure_results_root, make_run_id, write_result
+from rece_bench.results import (
+    Outcome,
+    RunIdentity,
+    RunResult,
+    Scores,
+    ensure_results_root,
+    make_run_id,
+    result_row,
+    write_result,
+)
 from rece_bench.training.evaluate import evaluate_popularity
 
 
@@ -23,16 +32,8 @@ def popularity_run(dataset: str, data_root: Path, results_root: Path, max_len: i
     counts = torch.bincount(torch.as_tensor(prepared.train["item_id"].to_numpy().copy()) - 1, minlength=num_items)
     metrics = evaluate_popularity(counts, build_eval_set(prepared.test, max_len))
     params = {"max_len": max_len}
-    result = RunResult(
-        run_id=make_run_id(dataset, "popularity", params, 0),
-        dataset=dataset,
-        loss="popularity",
-        params=params,
-        seed=0,
-        device="cpu",
-        status="ok",
-        metrics=metrics,
-        train_time_s=time.perf_counter() - started,
-    )
+    identity = RunIdentity(make_run_id(dataset, "popularity", params, 0), dataset, "popularity", params, 0, "cpu")
+    scores = Scores(metrics=metrics, train_time_s=time.perf_counter() - started)
+    result = result_row(identity, Outcome("ok"), scores=scores)
     write_result(results_root, result)
     return result

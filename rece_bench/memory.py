@@ -50,27 +50,18 @@ def peak_rss_bytes() -> int:
 
 @dataclass(frozen=True)
 class MemoryStats:
-    """One peak-memory measurement over a window of work."""
+    """One peak-memory measurement over a window of work (what crosses from the meter to the result row)."""
 
     peak_bytes: int  # the highest total over the window, what was live at its start included
-    start_bytes: int  # what was live when the window opened
-    method: str  # CUDA_METHOD or CPU_METHOD
-    device: str
+    start_bytes: int | None = None  # what was live when the window opened (None: not measured, e.g. a probe's peak)
+    method: str | None = None  # CUDA_METHOD, CPU_METHOD or RSS_METHOD (None: not measured by a window)
+    device: str | None = None
     device_peak_bytes: int | None = None  # NVML's used device memory at the end, CUDA only
 
     @property
-    def peak_delta_bytes(self) -> int:
+    def peak_delta_bytes(self) -> int | None:
         """The peak beyond what was live at the start (the authors log this one too)."""
-        return self.peak_bytes - self.start_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "peak_bytes": self.peak_bytes,
-            "start_bytes": self.start_bytes,
-            "peak_delta_bytes": self.peak_delta_bytes,
-            "memory_method": self.method,
-            "device_peak_bytes": self.device_peak_bytes,
-        }
+        return None if self.start_bytes is None else self.peak_bytes - self.start_bytes
 
 
 class PeakMemory(contextlib.AbstractContextManager):

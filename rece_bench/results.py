@@ -23,10 +23,11 @@ from typing import Any
 
 from rece_bench import __version__
 from rece_bench.budget.sizes import format_size
+from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
 from rece_bench.io import DamagedFile, atomic_write_json, read_json, remove_stale_temporaries
 from rece_bench.lock import RunLock, lock_path
-from rece_bench.memory import format_bytes
+from rece_bench.memory import MemoryStats, format_bytes
 from rece_bench.processes import process_exists, process_start
 
 # failed: a sweep job whose task raised, or whose worker kept dying past its retries (the message says which)
@@ -78,6 +79,72 @@ class RunResult:
         row.update(row.pop("metrics"))
         row.update({f"valid_{k}": v for k, v in row.pop("valid_metrics").items()})
         return row
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What names a run and its row: the configuration's identity fields, where it ran, on which data."""
+
+    run_id: str
+    dataset: str
+    loss: str
+    params: dict[str, Any]
+    seed: int
+    device: str
+    precision: str = "fp32"
+    budget_bytes: int | None = None
+    data_id: str | None = None
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, config: TrainConfig, data_id: str | None = None, device: str | None = None) -> RunIdentity:
+        """The identity of a run of ``config`` on the preparation ``data_id`` of its dataset; ``device``: where
+        it ran (default: as the config names it). ``data_id`` names the run but is kept in the row only when
+        given."""
+        params = config.hyperparameters()
+        run_id = make_run_id(config.dataset, config.loss, params, config.seed, config.budget_bytes, data_id)
+        return cls(
+            run_id=run_id, dataset=config.dataset, loss=config.loss, params=params, seed=config.seed,
+            device=device or config.device, precision=config.precision, budget_bytes=config.budget_bytes,
+            data_id=data_id, threads=config.threads,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended (or stands): a status of ``STATUSES`` and the message that explains it."""
+
+    status: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What training and testing produced: metrics, time, epochs and the per-epoch history."""
+
+    metrics: dict[str, float] = field(default_factory=dict)  # test metrics of the best checkpoint
+    valid_metrics: dict[str, float] = field(default_factory=dict)
+    eval_peak_bytes: int | None = None
+    train_time_s: float = 0.0
+    epochs: int = 0
+    best_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def result_row(
+    identity: RunIdentity, outcome: Outcome, memory: MemoryStats | None = None, scores: Scores | None = None
+) -> RunResult:
+    """The one place a ``RunResult`` is built: from who the run is, how it ended, what it measured and scored."""
+    scores = scores or Scores()
+    memory_fields = {}
+    if memory is not None:
+        memory_fields = {
+            "peak_bytes": memory.peak_bytes, "start_bytes": memory.start_bytes, "memory_method": memory.method,
+            "device_peak_bytes": memory.device_peak_bytes,
+        }  # fmt: skip
+    return RunResult(
+        **asdict(identity), status=outcome.status, message=outcome.message, **memory_fields, **asdict(scores)
+    )
 
 
 def make_run_id(

@@ -73,7 +73,7 @@ def test_a_budgeted_run_on_cuda_caps_with_an_indexed_device(
     def probe(candidate):
         return Probe(candidate, 100 * 2**20, 0.0)
 
-    def trainer(config, data_root, results_root, progress=None, resume=False):
+    def trainer(config, data_root, results_root, progress=None, resume=False, data=None):
         return RunResult("r", config.dataset, config.loss, config.hyperparameters(), 1, config.device, "ok")
 
     monkeypatch.setattr(fit, "Prober", lambda *args, **kwargs: probe)

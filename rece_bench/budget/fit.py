@@ -11,17 +11,18 @@ that need them, so that `rece-bench --help` stays fast; none of them imports ``b
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rece_bench.budget.choice import Choice, NothingFits, choose
-from rece_bench.budget.plan import Budget, catalogue_size, plan_candidates
+from rece_bench.budget.plan import Budget, plan_candidates
 from rece_bench.budget.probe import Prober
 from rece_bench.config import TrainConfig
 from rece_bench.io import atomic_write_json
-from rece_bench.results import RunResult, ensure_results_root
+from rece_bench.memory import MemoryStats
+from rece_bench.results import Outcome, RunIdentity, RunResult, ensure_results_root, result_row
 from rece_bench.threads import with_config_threads
 
 CHOICES_DIR = "budget"
@@ -54,23 +55,24 @@ def train_within_budget(
 ) -> BudgetedRun:
     """Choose the preferred candidate of ``config.loss`` that fits ``budget``, train it, check its peak.
 
-    ``data``: the run data already loaded (``data.loader.RunData``), for the probes and the default trainer; then
-    ``data_root`` may be None. A given ``trainer`` (the sweep's, which trains a configuration once; the CLI's,
-    which may restart) is called as ``train_run`` is, without ``data``.
+    ``data``: the run data already loaded (``data.loader.RunData``); then ``data_root`` may be None. Otherwise it
+    is loaded here, once, for the probes and the training. A given ``trainer`` (the sweep's, which trains a
+    configuration once; the CLI's, which may restart) is called as ``train_run`` is, with that ``data``.
     """
+    from rece_bench.data.loader import load_run_data
     from rece_bench.training.driver import train_run
     from rece_bench.training.session import compute_of
 
     ensure_results_root(results_root)
     compute = compute_of(config)  # a bad device fails here, before any probe
-    num_items = data.num_items if data is not None else catalogue_size(data_root, config.dataset)
-    candidates = plan_candidates(config.loss, budget.grid, num_items, config.loss_params)
+    data = data if data is not None else load_run_data(data_root, config.dataset, config.max_len)
+    candidates = plan_candidates(config.loss, budget.grid, data.num_items, config.loss_params)
     probe = Prober(config, data_root, results_root, data=data, budget_bytes=budget.budget_bytes)
     choice = choose(config.loss, candidates, budget.budget_bytes, probe, budget.headroom_fraction)
     train_config = choice.candidate.apply(config, budget.budget_bytes)
     compute.cap_memory(budget.budget_bytes)  # on CUDA an allocation past the budget raises OutOfMemoryError
-    trainer = trainer or functools.partial(train_run, data=data)
-    result = trainer(train_config, data_root, results_root, progress, resume=resume)
+    trainer = trainer or train_run
+    result = trainer(train_config, data_root, results_root, progress, resume=resume, data=data)
     record_choice(results_root, result, choice)
     return BudgetedRun(result, choice)
 
@@ -94,11 +96,6 @@ def record_choice(results_root: Path, result: RunResult, choice: Choice) -> None
 
 def nothing_fits_result(config: TrainConfig, budget_bytes: int, error: NothingFits) -> RunResult:
     """The result of a budget no candidate fits (for sweeps): status over_budget, the smallest need as the peak."""
-    from rece_bench.training.session import run_id_of
-
     smallest = error.smallest.candidate.apply(config, budget_bytes)
-    return RunResult(
-        run_id=run_id_of(smallest), dataset=config.dataset, loss=config.loss, params=smallest.hyperparameters(),
-        seed=config.seed, device=config.device, precision=config.precision, status="over_budget",
-        peak_bytes=error.smallest.peak_bytes, budget_bytes=budget_bytes, message=str(error),
-    )  # fmt: skip
+    identity = dataclasses.replace(RunIdentity.of(smallest), threads=None)  # nothing ran: no threads to record
+    return result_row(identity, Outcome("over_budget", str(error)), MemoryStats(error.smallest.peak_bytes))

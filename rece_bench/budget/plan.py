@@ -31,6 +31,17 @@ class Budget:
             raise UserError(f"headroom_fraction must be in [0, 1), got {self.headroom_fraction!r}")
 
 
+def check_not_chosen(
+    loss: str, grid: Mapping[str, Ladder] | None, loss_params: Mapping[str, Any], batch_size: int | None
+) -> None:
+    """A budgeted run chooses its ladder's knobs: a loss parameter or batch size the user set too is a UserError
+    naming them."""
+    given = {*loss_params, *(["batch_size"] if batch_size is not None else [])}
+    clash = set(ladder_for(loss, grid).knob_names) & given
+    if clash:
+        raise UserError(f"--budget chooses {', '.join(sorted(clash))}: drop those options, or drop --budget")
+
+
 def catalogue_size(data_root: Path, dataset: str) -> int:
     """The number of items of a prepared dataset, from its ``meta.json``."""
     from rece_bench.data.store import read_meta  # imports pandas: here, so that `rece-bench --help` stays fast

@@ -93,27 +93,6 @@ def _say_interrupted(exc: KeyboardInterrupt) -> NoReturn:
     raise typer.Exit(code=130) from None
 
 
-def resolve_run_fields(given: dict, preset: str | None, data_dir: Path | None, dataset: str, loss: str) -> dict:
-    """Explicit options win over the preset, the preset over ``TrainConfig``'s defaults; --param merges over the
-    preset's loss parameters. Returns TrainConfig fields (those left out keep the dataclass's defaults)."""
-    fields: dict = {}
-    params: dict = {}
-    if preset is not None:
-        if preset != "paper":
-            raise UserError(f"unknown --preset {preset!r}: the only preset is 'paper'")
-        from rece_bench.data.store import read_meta
-        from rece_bench.paths import data_root
-        from rece_bench.presets import paper_preset
-
-        meta = read_meta(data_root(data_dir), dataset)
-        chosen = paper_preset(meta.get("like") or meta.get("dataset", dataset), loss)  # synth-gowalla: gowalla's
-        params = chosen.pop("loss_params")
-        fields.update(chosen)
-    fields.update({key: value for key, value in given.items() if value is not None and key != "loss_params"})
-    fields["loss_params"] = {**params, **given.get("loss_params", {})}
-    return fields
-
-
 def _default(name: str) -> str:
     return f"(default {default_of(TrainConfig, name)!r})"
 
@@ -163,7 +142,10 @@ def run(
             epochs=epochs, patience=patience, batch_size=batch_size, max_len=max_len, dim=dim, n_blocks=blocks,
             n_heads=heads, dropout=dropout, lr=lr, loss_params=parse_params(param),
         )  # fmt: skip
-        fields = resolve_run_fields(given, preset, data_dir, dataset, loss)
+        from rece_bench.paths import data_root
+        from rece_bench.presets import run_fields
+
+        fields = run_fields(given, preset, data_root(data_dir), dataset, loss)
         config = TrainConfig(
             dataset=dataset, loss=loss, seed=seed, device=resolved_device(device), precision=precision,
             track_memory_epochs=track_memory_epochs, threads=job_threads(threads), **fields,
@@ -196,8 +178,8 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
     import functools
 
     from rece_bench.budget.fit import train_within_budget
-    from rece_bench.budget.ladder import ladder_for, read_grid
-    from rece_bench.budget.plan import Budget
+    from rece_bench.budget.ladder import read_grid
+    from rece_bench.budget.plan import Budget, check_not_chosen
     from rece_bench.budget.sizes import format_size, parse_size
     from rece_bench.memory import format_bytes
     from rece_bench.paths import data_root, results_root
@@ -205,9 +187,7 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
 
     budget_bytes = parse_size(budget)
     ladders = read_grid(grid) if grid is not None else None
-    clash = set(ladder_for(config.loss, ladders).knob_names) & {*given["loss_params"], *_given_batch(given)}
-    if clash:
-        raise UserError(f"--budget chooses {', '.join(sorted(clash))}: drop those options, or drop --budget")
+    check_not_chosen(config.loss, ladders, given["loss_params"], given.get("batch_size"))
     console.print(f"probing {config.loss} candidates for a budget of {format_size(budget_bytes)}")
     with RichTrainingProgress(config.loss) as progress:
         try:
@@ -229,10 +209,6 @@ def _train_within_budget(config, budget: str, grid: Path | None, given: dict, da
         f"{len(choice.probes)} probes in {choice.probe_time_s:.1f} s = {100 * done.probe_ratio:.1f}% of training"
     )
     return result
-
-
-def _given_batch(given: dict) -> list[str]:
-    return ["batch_size"] if given.get("batch_size") is not None else []
 
 
 def _show_rows(rows: list[dict], title: str) -> None:

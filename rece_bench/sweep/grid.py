@@ -26,7 +26,16 @@ from rece_bench.budget.ladder import Candidate, Ladder, ladder_for, usable_candi
 from rece_bench.budget.plan import Budget, catalogue_size
 from rece_bench.config import TrainConfig
 from rece_bench.errors import UserError
-from rece_bench.results import FINAL_STATUSES, RunResult, ensure_results_root, read_results, write_result
+from rece_bench.results import (
+    FINAL_STATUSES,
+    Outcome,
+    RunIdentity,
+    RunResult,
+    ensure_results_root,
+    read_results,
+    result_row,
+    write_result,
+)
 
 PAPER_SEEDS = (1235, 37, 2451)
 
@@ -147,15 +156,9 @@ def failed_result(job: Job, config: SweepConfig, message: str) -> RunResult:
     It carries the job's own configuration (under a budget, the base one: nothing was chosen), so the restart
     rule counts the job as done; delete the file to run it again.
     """
-    from rece_bench.training.session import run_id_of
-
     train_config = dataclasses.replace(job.config(config.base), budget_bytes=job.budget_bytes)
-    return RunResult(
-        run_id=run_id_of(train_config), dataset=train_config.dataset, loss=job.loss,
-        params=train_config.hyperparameters(), seed=job.seed, device=train_config.device,
-        precision=train_config.precision, status="failed",
-        budget_bytes=job.budget_bytes, message=message,
-    )  # fmt: skip
+    identity = dataclasses.replace(RunIdentity.of(train_config), threads=None)  # it never finished: none recorded
+    return result_row(identity, Outcome("failed", message))
 
 
 class SweepProgress(Protocol):
@@ -280,13 +283,13 @@ def once(trainer: Trainer, data=None) -> Trainer:
     within this budget too), its result is recorded for this budget with a message pointing to that run, instead
     of training it again. Budgets that do not bind choose the same configuration; it is trained once."""
 
-    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
         from rece_bench.data.loader import dataset_identity
 
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
         twin = trained_twin(results_root, config, data_id)
         if twin is None or resume:
-            return trainer(config, data_root, results_root, progress, resume=resume)
+            return trainer(config, data_root, results_root, progress, resume=resume, data=data)
         return repeat_result(results_root, twin, config, data_id)
 
     return train
@@ -331,7 +334,7 @@ def _resuming(data=None) -> Trainer:
     from rece_bench.training.checkpoint import LAST, checkpoint_dir
     from rece_bench.training.session import run_id_of
 
-    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume: bool = False):
+    def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
         data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
         resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
         return training.train_run(config, data_root, results_root, progress, resume=resume, data=data)

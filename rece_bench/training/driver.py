@@ -11,19 +11,19 @@ Shape letters (B, L, D, N, C) as in ``docs/notation.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from rece_bench.config import TrainConfig
 from rece_bench.data.loader import RunData, batches_per_epoch, iterate_batches, load_run_data
 from rece_bench.errors import UserError
-from rece_bench.memory import Meter, PeakMemory
-from rece_bench.results import FINAL_STATUSES, RunRecord, RunResult, ensure_results_root, within_budget
+from rece_bench.memory import MemoryStats, Meter, PeakMemory
+from rece_bench.results import FINAL_STATUSES, Outcome, RunRecord, RunResult, ensure_results_root, within_budget
 from rece_bench.threads import with_config_threads
 from rece_bench.training.checkpoint import (
     CHECKPOINTS_DIR,
@@ -43,6 +43,7 @@ from rece_bench.training.session import (
     build_run,
     result_of,
     run_id_of,
+    state_memory,
 )
 from rece_bench.training.step import Diverged, train_step
 
@@ -140,32 +141,26 @@ def fit(run: Run, meter: Meter, progress: Progress) -> None:
         state.start_bytes = meter.start_bytes
         run.checkpoint()
         if run.record is not None:
-            run.record.update(result_of(run, "running", memory=_state_memory(state)))
+            run.record.update(result_of(run, Outcome("running"), state_memory(state)))
         progress.epoch(state.epoch, train_loss, valid[SELECTION_METRIC])
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: str
-    message: str
-
-
-def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> _Outcome:
+def _fit_guarded(run: Run, meter: Meter, progress: Progress) -> Outcome:
     """``fit`` with every way a run can end turned into a status."""
     try:
         with meter:
             fit(run, meter, progress)
     except Diverged as exc:
-        return _Outcome("diverged", f"{exc} in epoch {run.state.epoch + 1}")
+        return Outcome("diverged", f"{exc} in epoch {run.state.epoch + 1}")
     except torch.OutOfMemoryError as exc:
-        return _Outcome("oom", _oom_message(run.config, exc))
+        return Outcome("oom", _oom_message(run.config, exc))
     except RuntimeError as exc:
         if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
-        return _Outcome("oom", _oom_message(run.config, exc))
+        return Outcome("oom", _oom_message(run.config, exc))
     except KeyboardInterrupt:
-        return _Outcome("interrupted", _interrupted_message(run))
-    return _Outcome("ok", "")
+        return Outcome("interrupted", _interrupted_message(run))
+    return Outcome("ok", "")
 
 
 def _interrupted_message(run: Run) -> str:
@@ -274,7 +269,7 @@ def _train_recorded(
     check_rerun(record, checkpoint_dir(record.root, record.run_id), resume, restart)
     run = prepare_run(config, None, record.root, resume, data)
     run.record = record
-    record.start(result_of(run, "running", memory=_state_memory(run.state)))
+    record.start(result_of(run, Outcome("running"), state_memory(run.state)))
     try:
         result = _train_and_test(run, progress)
     except BaseException:
@@ -306,25 +301,21 @@ def _test_best(run: Run) -> tuple[dict[str, float], int | None]:
     return metrics, meter.stats.peak_bytes
 
 
-def _memory_fields(run: Run, meter: Meter) -> dict[str, Any]:
+def _memory_of(run: Run, meter: Meter) -> MemoryStats | None:
     """This session's measurement, merged with the peak of earlier sessions of a resumed run."""
-    stats = meter.stats.to_dict() if meter.stats is not None else {}
-    earlier = run.state.peak_bytes
-    if earlier is not None and (stats.get("peak_bytes") is None or earlier > stats["peak_bytes"]):
-        stats.update(peak_bytes=earlier, start_bytes=run.state.start_bytes)
-    return stats
+    stats, earlier = meter.stats, run.state.peak_bytes
+    if earlier is None or (stats is not None and earlier <= stats.peak_bytes):
+        return stats
+    if stats is None:
+        return MemoryStats(earlier, run.state.start_bytes)
+    return dataclasses.replace(stats, peak_bytes=earlier, start_bytes=run.state.start_bytes)
 
 
-def _state_memory(state: TrainState) -> dict[str, Any]:
-    return {"peak_bytes": state.peak_bytes, "start_bytes": state.start_bytes}
-
-
-def _finish(run: Run, meter: Meter, outcome: _Outcome, session_time_s: float) -> RunResult:
+def _finish(run: Run, meter: Meter, outcome: Outcome, session_time_s: float) -> RunResult:
     """The final result: test metrics of the best weights for an ok run, then the budget check."""
     ok = outcome.status == "ok" and run.state.best_epoch > 0
     test_metrics, eval_peak_bytes = _test_best(run) if ok else ({}, None)
     result = result_of(
-        run, outcome.status, outcome.message, _memory_fields(run, meter), test_metrics, eval_peak_bytes,
-        run.earlier_time_s + session_time_s,
+        run, outcome, _memory_of(run, meter), test_metrics, eval_peak_bytes, run.earlier_time_s + session_time_s
     )  # fmt: skip
     return within_budget(result)

@@ -19,8 +19,9 @@ from rece_bench.data.loader import RunData
 from rece_bench.device import MIB, Compute, compute_for, working_block_bytes
 from rece_bench.losses import build_loss
 from rece_bench.losses.base import check_available, lookup
+from rece_bench.memory import MemoryStats
 from rece_bench.models.sasrec import SASRec, SASRecConfig
-from rece_bench.results import RunRecord, RunResult, make_run_id
+from rece_bench.results import Outcome, RunIdentity, RunRecord, RunResult, Scores, result_row
 from rece_bench.training.checkpoint import save_last
 
 SELECTION_METRIC = "ndcg@10"
@@ -150,44 +151,32 @@ def build_run(
 
 def run_id_of(config: TrainConfig, data_id: str | None = None) -> str:
     """The id of a run of ``config`` on the preparation ``data_id`` of its dataset (``RunData.data_id``)."""
-    params = config.hyperparameters()
-    return make_run_id(config.dataset, config.loss, params, config.seed, config.budget_bytes, data_id)
+    return RunIdentity.of(config, data_id).run_id
+
+
+def state_memory(state: TrainState) -> MemoryStats | None:
+    """The peak so far, as the state carries it from epoch to epoch (None before the first epoch)."""
+    return None if state.peak_bytes is None else MemoryStats(state.peak_bytes, state.start_bytes)
 
 
 def result_of(
     run: Run,
-    status: str,
-    message: str = "",
-    memory: dict[str, Any] | None = None,
+    outcome: Outcome,
+    memory: MemoryStats | None = None,
     test_metrics: dict[str, float] | None = None,
     eval_peak_bytes: int | None = None,
     train_time_s: float | None = None,
 ) -> RunResult:
     """The run as a result row: so far (status running) or final."""
-    config, state, memory = run.config, run.state, memory or {}
-    ok = status == "ok" and state.best_epoch > 0
-    return RunResult(
-        run_id=run_id_of(config, run.data.data_id),
-        dataset=config.dataset,
-        loss=config.loss,
-        params=config.hyperparameters(),
-        seed=config.seed,
-        device=str(run.device),
-        precision=config.precision,
-        status=status,
+    config, state = run.config, run.state
+    ok = outcome.status == "ok" and state.best_epoch > 0
+    scores = Scores(
         metrics=test_metrics or {},
         valid_metrics={SELECTION_METRIC: state.best_score} if ok else {},
-        peak_bytes=memory.get("peak_bytes"),
-        start_bytes=memory.get("start_bytes"),
-        memory_method=memory.get("memory_method"),
-        device_peak_bytes=memory.get("device_peak_bytes"),
         eval_peak_bytes=eval_peak_bytes,
         train_time_s=state.train_time_s if train_time_s is None else train_time_s,  # wall time, validation included
         epochs=state.epoch,
         best_epoch=state.best_epoch,
-        budget_bytes=config.budget_bytes,
-        data_id=run.data.data_id,
-        threads=config.threads,
         history=state.history,
-        message=message,
     )
+    return result_row(RunIdentity.of(config, run.data.data_id, str(run.device)), outcome, memory, scores)
