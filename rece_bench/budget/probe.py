@@ -57,14 +57,15 @@ class Prober:
 
     def __call__(self, candidate: Candidate) -> Probe:
         config = candidate.apply(self.base, None)
-        path = self._cache_path(config)
+        key = self._key(config)
+        path = self._cache_path(config, key)
         cached = _cached_peak(path)
         if cached is not None:
             return Probe(candidate, cached["peak_bytes"], 0.0, cached=True)
         started = time.perf_counter()
         peak = measure_peak(config, self._run_data(), self.steps, self.compute, self.budget_bytes)
         probe = Probe(candidate, peak, time.perf_counter() - started)
-        atomic_write_json(path, {"peak_bytes": peak, "time_s": probe.time_s, "key": self._key(config)})
+        atomic_write_json(path, {"peak_bytes": peak, "time_s": probe.time_s, "key": key})
         log.info("probe %s %s: %s in %.1f s", config.loss, candidate.label(), format_bytes(peak), probe.time_s)
         return probe
 
@@ -97,8 +98,8 @@ class Prober:
             "loss_revision": lookup(config.loss).revision, "model_revision": SASRec.revision,
         }  # fmt: skip
 
-    def _cache_path(self, config: TrainConfig) -> Path:
-        blob = json.dumps(self._key(config), sort_keys=True, default=str)
+    def _cache_path(self, config: TrainConfig, key: dict[str, Any]) -> Path:
+        blob = json.dumps(key, sort_keys=True, default=str)
         digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
         return self.results_root / PROBES_DIR / f"{config.dataset}-{config.loss}-{digest}.json"
 
