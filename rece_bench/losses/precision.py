@@ -39,17 +39,13 @@ def to_accumulate(tensor: torch.Tensor) -> torch.Tensor:
 def logit_bytes(dtype: torch.dtype) -> int:
     """Bytes one logit of a streamed block costs: made in ``dtype`` by a matrix product and worked on in the
     accumulate dtype (bf16: 2 + 4, the product and its float32 copy; fp32: 4; fp64: 8)."""
-    size, acc_size = _itemsize(dtype), _itemsize(accumulate_dtype(dtype))
+    size, acc_size = dtype.itemsize, accumulate_dtype(dtype).itemsize
     return acc_size + (size if size < acc_size else 0)
 
 
 def accumulate_size(dtype: torch.dtype) -> int:
     """Bytes of one element of ``dtype``'s accumulate dtype."""
-    return _itemsize(accumulate_dtype(dtype))
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return dtype.itemsize
+    return accumulate_dtype(dtype).itemsize
 
 
 def matmul_acc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
