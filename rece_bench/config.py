@@ -9,7 +9,7 @@ from typing import Any
 
 from rece_bench.device import precision_of
 from rece_bench.errors import UserError
-from rece_bench.threads import check_threads
+from rece_bench.threads import DEFAULT_THREADS, check_threads
 
 DEFAULT_PRECISION = "fp32"
 
@@ -57,7 +57,7 @@ class TrainConfig:
     eval_items_chunk: int = 65_536
     budget_bytes: int | None = None
     track_memory_epochs: int = 1  # CPU only: epochs under live-tensor tracking (0 = all); see memory.Meter
-    threads: int = 1  # torch's intra-op threads (rece_bench.threads: one per job by default); timing only
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads (rece_bench.threads: one per job by default); timing only
 
     def __post_init__(self) -> None:
         owner = "train config"
