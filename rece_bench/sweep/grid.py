@@ -244,9 +244,12 @@ def run_sweep(
     return SweepSummary(len(jobs), len(jobs) - len(todo), tuple(runs), time.perf_counter() - started)
 
 
-def _data_id(data_root: Path | None, dataset: str) -> str | None:
+def _data_id(data_root: Path | None, dataset: str, data=None) -> str | None:
+    """The prepared data's identity: the loaded data's (``data``) when given, else read from ``data_root``."""
     from rece_bench.data.loader import dataset_identity
 
+    if data is not None:
+        return data.data_id
     return None if data_root is None else dataset_identity(data_root, dataset)
 
 
@@ -284,9 +287,7 @@ def once(trainer: Trainer, data=None) -> Trainer:
     of training it again. Budgets that do not bind choose the same configuration; it is trained once."""
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
-        from rece_bench.data.loader import dataset_identity
-
-        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        data_id = _data_id(data_root, config.dataset, data)
         twin = trained_twin(results_root, config, data_id)
         if twin is None or resume:
             return trainer(config, data_root, results_root, progress, resume=resume, data=data)
@@ -329,13 +330,12 @@ def repeat_result(results_root: Path, twin: RunResult, config: TrainConfig, data
 
 def _resuming(data=None) -> Trainer:
     """``train_run``, resuming a run whose last checkpoint is still there (an interrupted or killed run)."""
-    from rece_bench.data.loader import dataset_identity
     from rece_bench.training import driver as training  # imports torch: here, so that `rece-bench --help` stays fast
     from rece_bench.training.checkpoint import LAST, checkpoint_dir
     from rece_bench.training.session import run_id_of
 
     def train(config: TrainConfig, data_root: Path | None, results_root: Path, progress=None, resume=False, data=data):
-        data_id = data.data_id if data is not None else dataset_identity(data_root, config.dataset)
+        data_id = _data_id(data_root, config.dataset, data)
         resume = resume or (checkpoint_dir(results_root, run_id_of(config, data_id)) / LAST).exists()
         return training.train_run(config, data_root, results_root, progress, resume=resume, data=data)
 
